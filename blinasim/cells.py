@@ -1,0 +1,64 @@
+"""Births: new cells with receptor copies and granule stores drawn from the scenario."""
+from __future__ import annotations
+
+import numpy as np
+
+from blinasim import rng
+from blinasim.populations import KIND_CODE, Population
+from blinasim.rng import Purpose
+from blinasim.schema import Scenario
+
+DAUGHTER_OFFSET_UM = 5.0
+"""Distance between a mother cell and its daughter (about one cell radius)."""
+
+
+def lognormal_with(mean: float, sd: float, z: np.ndarray) -> np.ndarray:
+    """Log-normal values with the given mean and standard deviation from standard normals z."""
+    if mean <= 0.0:
+        return np.zeros_like(z)
+    sigma2 = np.log1p((sd / mean) ** 2)
+    return mean * np.exp(np.sqrt(sigma2) * z - 0.5 * sigma2)
+
+
+def draw_receptors(s: Scenario, kind: str, ids: np.ndarray, seed: int, step: int) -> dict[str, np.ndarray]:
+    """Per-cell CD19 and CD3 copies (log-normal) for newborn cells of one kind."""
+    r = s.receptors
+    cd19 = np.zeros(len(ids))
+    cd3 = np.zeros(len(ids))
+    if kind == "b":
+        cd19 = lognormal_with(r.cd19_b_mean, r.cd19_b_sd, rng.normals(seed, ids, step, Purpose.INIT_CD19))
+    elif kind == "blast":
+        cd19 = r.cd19_blast_median * np.exp(r.cd19_blast_sigma_log * rng.normals(seed, ids, step, Purpose.INIT_CD19))
+    else:
+        cd3 = lognormal_with(r.cd3_t_mean, r.cd3_t_sd, rng.normals(seed, ids, step, Purpose.INIT_CD3))
+    return {"cd19": cd19, "cd3": cd3}
+
+
+def resting_granules(s: Scenario, kind: str) -> float:
+    return {"cd8": s.lysis.resting_cd8_units, "cd4": s.lysis.resting_cd4_units}.get(kind, 0.0)
+
+
+def seed_cells(pop: Population, s: Scenario, kind: str, comp: int, count: int,
+               width_um: float, height_um: float, seed: int, step: int) -> np.ndarray:
+    """Add `count` new cells of one kind, uniformly placed in a compartment."""
+    ids = np.arange(pop.next_id, pop.next_id + count, dtype=np.int64)
+    return pop.add(count, kind=KIND_CODE[kind], comp=comp,
+                   x=width_um * rng.uniforms(seed, ids, step, Purpose.INIT_X),
+                   y=height_um * rng.uniforms(seed, ids, step, Purpose.INIT_Y),
+                   granules=resting_granules(s, kind), granule_step=step, born_step=step,
+                   **draw_receptors(s, kind, ids, seed, step))
+
+
+INHERITED = ("kind", "comp", "cd19", "cd3", "granules", "granule_step", "activated_step", "engaged_step")
+
+
+def divide(pop: Population, mothers: np.ndarray, width_um: np.ndarray, height_um: np.ndarray,
+           seed: int, step: int) -> np.ndarray:
+    """Each mother row gets a daughter next to it that inherits its state; returns daughter rows."""
+    ids = pop.id[mothers]
+    angle = 2.0 * np.pi * rng.uniforms(seed, ids, step, Purpose.DAUGHTER_ANGLE)
+    comp = pop.comp[mothers]
+    x = np.mod(pop.x[mothers] + DAUGHTER_OFFSET_UM * np.cos(angle), width_um[comp])
+    y = np.mod(pop.y[mothers] + DAUGHTER_OFFSET_UM * np.sin(angle), height_um[comp])
+    inherited = {name: getattr(pop, name)[mothers].copy() for name in INHERITED}
+    return pop.add(len(mothers), x=x, y=y, born_step=step, **inherited)

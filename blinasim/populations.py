@@ -1,0 +1,128 @@
+"""Struct-of-arrays cell store: one numpy array per attribute, stable cell ids.
+
+Rows are positions in the arrays and change when dead cells are compacted away; ids never
+change and are never reused. Cross-references between cells (synapse partners) are rows,
+remapped on compaction. Dead cells keep their row (alive = 0) until the next compaction.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from blinasim.schema import CELL_KINDS
+
+KIND_CODE = {name: code for code, name in enumerate(CELL_KINDS)}
+NEVER = -1
+"""Value of step columns for an event that has not happened."""
+
+COLUMNS: dict[str, tuple[type, float]] = {
+    # name: (dtype, value for a newborn cell)
+    "id": (np.int64, 0),
+    "kind": (np.int8, 0),
+    "comp": (np.int8, 0),
+    "alive": (np.uint8, 1),
+    "x": (np.float64, 0.0),            # um
+    "y": (np.float64, 0.0),            # um
+    "ux": (np.float32, 0.0),           # heading (unit vector); 0,0 = none yet
+    "uy": (np.float32, 0.0),
+    "cd19": (np.float32, 0.0),         # surface CD19 copies
+    "cd3": (np.float32, 0.0),          # surface CD3 copies
+    "partner": (np.int32, -1),         # row of the synapse partner, -1 = free
+    "synapse_step": (np.int32, NEVER),  # step the current synapse formed
+    "next_hit_step": (np.int32, 0),    # earliest step of the next granule hit
+    "hits": (np.int16, 0),             # hits received since the damage last repaired (targets)
+    "last_hit_step": (np.int32, NEVER),  # step of the most recent hit (targets)
+    "granules": (np.float32, 0.0),     # granule units (T cells)
+    "granule_step": (np.int32, 0),     # step the granule store was last brought up to date
+    "activated_step": (np.int32, NEVER),  # first bridged synapse (T cells)
+    "engaged_step": (np.int32, NEVER),    # most recent bridged synapse (T cells)
+    "kills": (np.int32, 0),
+    "born_step": (np.int32, 0),
+}
+
+
+class Population:
+    """All cells of a model, every compartment and kind, in one set of columns."""
+
+    def __init__(self, capacity: int = 1024):
+        self._data = {name: np.full(capacity, fill, dtype=dtype)
+                      for name, (dtype, fill) in COLUMNS.items()}
+        self.n = 0
+        self.next_id = 0
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        data = self.__dict__.get("_data")
+        if data is not None and name in data:
+            return data[name][: self.n]
+        raise AttributeError(name)
+
+    @property
+    def capacity(self) -> int:
+        return len(self._data["id"])
+
+    def nbytes(self) -> int:
+        """Memory held by the columns (allocated capacity, not just used rows)."""
+        return sum(a.nbytes for a in self._data.values())
+
+    def _grow(self, needed: int) -> None:
+        capacity = max(self.capacity * 2, needed)
+        for name, (dtype, fill) in COLUMNS.items():
+            grown = np.full(capacity, fill, dtype=dtype)
+            grown[: self.n] = self._data[name][: self.n]
+            self._data[name] = grown
+
+    def add(self, count: int, **values) -> np.ndarray:
+        """Append `count` newborn cells; keyword arrays or scalars set columns. Returns rows."""
+        if self.n + count > self.capacity:
+            self._grow(self.n + count)
+        rows = np.arange(self.n, self.n + count)
+        for name, (_dtype, fill) in COLUMNS.items():
+            self._data[name][rows] = fill
+        self._data["id"][rows] = np.arange(self.next_id, self.next_id + count)
+        for name, value in values.items():
+            if name not in COLUMNS or name == "id":
+                raise KeyError(f"not a settable population column: {name}")
+            self._data[name][rows] = value
+        self.n += count
+        self.next_id += count
+        return rows
+
+    def compact(self) -> None:
+        """Drop dead rows, keep order, and remap partner rows."""
+        keep = self.alive.astype(bool)
+        if keep.all():
+            return
+        new_row = np.cumsum(keep) - 1
+        partner = self.partner
+        linked = keep & (partner >= 0)
+        if np.any(~keep[partner[linked]]):
+            raise RuntimeError("a live cell is bound to a dead partner")
+        remapped = partner.copy()
+        remapped[linked] = new_row[partner[linked]]
+        self._data["partner"][: self.n] = remapped
+        count = int(keep.sum())
+        for name in COLUMNS:
+            column = self._data[name]
+            column[:count] = column[: self.n][keep]
+        self.n = count
+
+    def count_by(self, n_comps: int) -> np.ndarray:
+        """Live cells per (compartment, kind) as an integer matrix."""
+        live = self.alive.astype(bool)
+        flat = self.comp[live].astype(np.int64) * len(CELL_KINDS) + self.kind[live]
+        return np.bincount(flat, minlength=n_comps * len(CELL_KINDS)).reshape(n_comps, len(CELL_KINDS))
+
+    def state(self) -> dict[str, np.ndarray | int]:
+        """Everything needed to rebuild the population exactly (for checkpoints)."""
+        state: dict[str, np.ndarray | int] = {f"pop.{name}": getattr(self, name).copy() for name in COLUMNS}
+        state["pop.next_id"] = self.next_id
+        return state
+
+    @classmethod
+    def from_state(cls, state) -> "Population":
+        n = len(state["pop.id"])
+        pop = cls(capacity=max(1024, n))
+        for name, (dtype, _fill) in COLUMNS.items():
+            pop._data[name][:n] = np.asarray(state[f"pop.{name}"], dtype=dtype)
+        pop.n = n
+        pop.next_id = int(state["pop.next_id"])
+        return pop

@@ -1,0 +1,1 @@
+"""One module per mechanism; each exposes a process object the model steps in order."""

@@ -1,0 +1,671 @@
+"""Load and validate scenario YAML files against :mod:`blinasim.schema`.
+
+A file is parsed into nodes that remember where each value was set (file, line),
+merged onto its ``base:`` scenarios and onto the schema defaults, patched by
+``--set`` overrides, then checked field by field and built into the frozen
+:class:`~blinasim.schema.Scenario`. Every problem with the input is raised as a
+one-line :class:`ScenarioError`: ``FILE:LINE: field.path: message``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import importlib.resources
+import os
+import pathlib
+import re
+import sys
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from blinasim.schema import Scenario, check_consistency
+
+WHOLE_FILE = "(file)"
+WHOLE_OVERRIDE = "(override)"
+SET_FILE = "--set"
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_INDEX = re.compile(r"[0-9]+")
+_EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class ScenarioError(Exception):
+    """A problem with a scenario, located as ``FILE:LINE: field.path: message``."""
+
+    def __init__(self, file: str, line: int, path: str, message: str):
+        self.file, self.line = _one_line(str(file)), line
+        self.path, self.message = _one_line(path), _one_line(message)
+        super().__init__(f"{self.file}:{self.line}: {self.path}: {self.message}")
+
+    def __reduce__(self):
+        return ScenarioError, (self.file, self.line, self.path, self.message)
+
+
+@dataclass(frozen=True)
+class LoadedScenario:
+    """A validated scenario with the texts needed to record and rerun it."""
+    scenario: Scenario
+    source_text: str
+    resolved_yaml: str
+    overrides: tuple[str, ...]
+    origin: str
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads exponent numbers such as 1e-9 and 1.5e3 as floats."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that quotes any text _Loader would read as a number."""
+
+
+_Loader.add_implicit_resolver(_FLOAT_TAG, _EXPONENT_FLOAT, list("-+0123456789"))
+_Dumper.add_implicit_resolver(_FLOAT_TAG, _EXPONENT_FLOAT, list("-+0123456789"))
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A value read from YAML (a dict or list of nodes, or a scalar) and where it was set."""
+    value: Any
+    file: str
+    line: int
+    explicit: bool = True  # False for schema defaults that no file or override set
+
+
+# --------------------------------------------------------------------------- public API
+
+def load_scenario(source: str | os.PathLike, overrides: Sequence[str] = ()) -> LoadedScenario:
+    """Load a scenario file, or a bundled scenario by name, and apply ``--set`` overrides."""
+    name = os.fspath(source)
+    found = _find_scenario(name, pathlib.Path())
+    if found is None:
+        raise ScenarioError(name, 1, WHOLE_FILE, "no such file, and no bundled scenario of that "
+                            f"name (bundled: {', '.join(_bundled_names()) or 'none'})")
+    path, origin = found
+    return _load(_read_text(path), str(path), (path.resolve(),), overrides, origin)
+
+
+def load_scenario_text(text: str, filename: str = "<string>",
+                       overrides: Sequence[str] = ()) -> LoadedScenario:
+    """Load a scenario from YAML text; a relative ``base:`` is found next to `filename`."""
+    return _load(text, filename, (pathlib.Path(filename).resolve(),), overrides, filename)
+
+
+def bundled_scenarios() -> dict[str, str]:
+    """Bundled scenario names with the first sentence of their description, sorted by name."""
+    return {name: _summary(name) for name in _bundled_names()}
+
+
+def bundled_path(name: str) -> pathlib.Path:
+    """Path of the bundled scenario file `name`."""
+    return _bundled_dir() / f"{name}.yaml"
+
+
+def scenario_to_dict(s: Scenario) -> dict:
+    """The scenario as plain dicts, lists and scalars, fields in declared order."""
+    return _plain(s)
+
+
+# --------------------------------------------------------------------------- finding files
+
+def _bundled_dir() -> pathlib.Path:
+    try:
+        return pathlib.Path(str(importlib.resources.files("blinasim.scenarios")))
+    except ModuleNotFoundError:  # running from a source tree that was never installed
+        return pathlib.Path(__file__).resolve().parent.parent / "scenarios"
+
+
+def _bundled_names() -> list[str]:
+    return sorted(path.stem for path in _bundled_dir().glob("*.yaml"))
+
+
+def _summary(name: str) -> str:
+    try:
+        description = load_scenario(bundled_path(name)).scenario.description
+    except ScenarioError as err:
+        return f"(does not load: {err.message})"
+    return " ".join(description.split()).split(". ")[0].removesuffix(".")
+
+
+def _is_file(path: pathlib.Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        return False
+
+
+def _find_scenario(name: str, directory: pathlib.Path) -> tuple[pathlib.Path, str] | None:
+    """(path, origin) of a file relative to `directory` or else a bundled scenario."""
+    candidate = directory / name
+    if _is_file(candidate):
+        return candidate, str(candidate)
+    if name in _bundled_names():
+        return bundled_path(name), f"bundled:{name}"
+    return None
+
+
+def _read_text(path: pathlib.Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ScenarioError(str(path), 1, WHOLE_FILE, f"cannot read file: {reason}") from None
+
+
+# --------------------------------------------------------------------------- reading YAML
+
+def _compose(text: str, file: str, path: str, fixed_line: int | None = None) -> yaml.Node | None:
+    """Parse YAML text into a node tree; syntax errors become ScenarioError."""
+    try:
+        return yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        line = fixed_line or _yaml_error_line(exc, text)
+        raise ScenarioError(file, line, path, f"not valid YAML: {_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ScenarioError(file, fixed_line or 1, path, "not valid YAML: nested too deeply") from None
+
+
+def _yaml_error_line(exc: yaml.YAMLError, text: str) -> int:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is not None:
+        return mark.line + 1
+    return text.count("\n", 0, getattr(exc, "position", 0)) + 1
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        return ": ".join(part for part in (exc.context, exc.problem) if part)
+    return str(exc).splitlines()[0]
+
+
+class _Reader:
+    """Turns composed YAML nodes into _Node trees, refusing bad and duplicate keys."""
+
+    def __init__(self, file: str, fixed_line: int | None = None):
+        self.file, self.fixed_line = file, fixed_line
+        self.loader = _Loader("")
+        self.done: dict[yaml.Node, _Node] = {}  # aliases share the node read first
+        self.reading: set[yaml.Node] = set()
+
+    def read(self, node: yaml.Node, path: str) -> _Node:
+        if node in self.done:
+            return self.done[node]
+        if node in self.reading:
+            raise self.error(node, path, "recursive YAML alias")
+        self.reading.add(node)
+        if isinstance(node, yaml.MappingNode):
+            value = self.mapping(node, path)
+        elif isinstance(node, yaml.SequenceNode):
+            value = [self.read(item, _join(path, i)) for i, item in enumerate(node.value)]
+        else:
+            value = self.scalar(node, path)
+        self.reading.discard(node)
+        self.done[node] = _Node(value, self.file, self.line(node))
+        return self.done[node]
+
+    def mapping(self, node: yaml.MappingNode, path: str) -> dict[str, _Node]:
+        entries: dict[str, _Node] = {}
+        for key_node, value_node in node.value:
+            key = self.key(key_node, path)
+            key_path, line = _join(path, key), self.line(key_node)
+            if key in entries:
+                raise ScenarioError(self.file, line, key_path,
+                                    f"duplicate key (first set on line {entries[key].line})")
+            entries[key] = dataclasses.replace(self.read(value_node, key_path), line=line)
+        return entries
+
+    def key(self, node: yaml.Node, path: str) -> str:
+        if node.tag == _MERGE_TAG:
+            raise self.error(node, path, "YAML merge keys ('<<') are not supported; "
+                                         "use 'base:' to start from another scenario")
+        key = self.read(node, path).value
+        if not isinstance(key, str):
+            raise self.error(node, path, f"keys must be field names (text), got {_describe(key)}")
+        return key
+
+    def scalar(self, node: yaml.ScalarNode, path: str) -> Any:
+        try:
+            return self.loader.construct_object(node, deep=True)
+        # PyYAML's constructors raise these for explicitly tagged text they cannot convert
+        # (e.g. !!int abc, !!bool maybe, !!float '', and AttributeError for !!timestamp abc).
+        except (yaml.YAMLError, ValueError, LookupError, AttributeError) as exc:
+            raise self.error(node, path, f"cannot read value: {str(exc).splitlines()[0]}") from None
+
+    def line(self, node: yaml.Node) -> int:
+        return self.fixed_line or node.start_mark.line + 1
+
+    def error(self, node: yaml.Node, path: str, message: str) -> ScenarioError:
+        return ScenarioError(self.file, self.line(node), path or WHOLE_FILE, message)
+
+
+# --------------------------------------------------------------------------- assembling the tree
+
+def _load(text: str, file: str, chain: tuple[pathlib.Path, ...], overrides: Sequence[str],
+          origin: str) -> LoadedScenario:
+    defaults = _default_node(scenario_to_dict(Scenario()), file)
+    tree = _merge(defaults, _file_tree(text, file, chain))
+    for index, override in enumerate(overrides, start=1):
+        tree = _apply_override(tree, override, index)
+    scenario = _build_section(Scenario, tree, "")
+    _refuse_inconsistency(scenario, tree, file)
+    resolved = yaml.dump(scenario_to_dict(scenario), Dumper=_Dumper, sort_keys=False,
+                         allow_unicode=True)
+    return LoadedScenario(scenario, text, resolved, tuple(overrides), origin)
+
+
+def _file_tree(text: str, file: str, chain: tuple[pathlib.Path, ...]) -> _Node:
+    """One file's nodes merged onto its chain of bases, without the `base` key."""
+    node = _compose(text, file, WHOLE_FILE)
+    if node is None:
+        raise ScenarioError(file, 1, WHOLE_FILE, "the file is empty; expected a mapping of scenario fields")
+    root = _Reader(file).read(node, "")
+    if not isinstance(root.value, dict):
+        raise ScenarioError(file, root.line, WHOLE_FILE,
+                            f"expected a mapping of scenario fields, got {_describe(root.value)}")
+    entries = dict(root.value)
+    base = entries.pop("base", None)
+    tree = dataclasses.replace(root, value=entries)
+    if base is None:
+        return tree
+    base_path = _base_path(base, file, chain)
+    base_tree = _file_tree(_read_text(base_path), str(base_path), chain + (base_path.resolve(),))
+    return _merge(base_tree, tree)
+
+
+def _base_path(base: _Node, file: str, chain: tuple[pathlib.Path, ...]) -> pathlib.Path:
+    """The file a `base:` entry names; refuses missing files and cycles."""
+    if not isinstance(base.value, str) or not base.value:
+        raise _error(base, "base", f"expected a bundled scenario name or a file path, got {_describe(base.value)}")
+    found = _find_scenario(base.value, pathlib.Path(file).parent)
+    if found is None:
+        raise _error(base, "base", f"no file {str(pathlib.Path(file).parent / base.value)!r} and no bundled "
+                                   f"scenario {base.value!r} (bundled: {', '.join(_bundled_names()) or 'none'})")
+    path = found[0]
+    if path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in chain + (path.resolve(),))
+        raise _error(base, "base", f"bases form a cycle: {cycle}")
+    return path
+
+
+def _default_node(value: Any, file: str) -> _Node:
+    """Plain default values as a tree of non-explicit nodes at line 1 of `file`."""
+    if isinstance(value, dict):
+        value = {key: _default_node(item, file) for key, item in value.items()}
+    elif isinstance(value, list):
+        value = [_default_node(item, file) for item in value]
+    return _Node(value, file, 1, explicit=False)
+
+
+def _merge(base: _Node | None, child: _Node) -> _Node:
+    """Child over base: mappings merge key by key; anything else is replaced whole."""
+    if base is None or not (isinstance(base.value, dict) and isinstance(child.value, dict)):
+        return child
+    merged = dict(base.value)
+    for key, node in child.value.items():
+        merged[key] = _merge(merged.get(key), node)
+    return dataclasses.replace(child, value=merged)
+
+
+def _apply_override(tree: _Node, text: str, index: int) -> _Node:
+    """The tree with one ``dotted.path=value`` override merged in."""
+    path, equals, value_text = text.partition("=")
+    path = path.strip()
+    parts = path.split(".")
+    if not equals or not all(parts):
+        raise ScenarioError(SET_FILE, index, WHOLE_OVERRIDE,
+                            f"expected dotted.path=value (e.g. pk.volume_l=5), got {_short(repr(text))}")
+    node = _compose(value_text, SET_FILE, path, fixed_line=index)
+    value = _Node(None, SET_FILE, index) if node is None else _Reader(SET_FILE, index).read(node, path)
+    return _set_in(tree, parts, value, Scenario, "", index)
+
+
+def _set_in(node: _Node | None, parts: list[str], value: _Node, hint: Any, path: str,
+            index: int) -> _Node:
+    """A copy of `node` with `value` merged in at the dotted `parts` below it."""
+    if not parts:
+        return _merge(node, value)
+    if node is None:
+        node = _Node([] if typing.get_origin(hint) is tuple else {}, SET_FILE, index)
+    head, here = parts[0], _join(path, parts[0])
+    if isinstance(node.value, dict):
+        child = _set_in(node.value.get(head), parts[1:], value, _child_hint(hint, head), here, index)
+        return dataclasses.replace(node, value={**node.value, head: child})
+    if isinstance(node.value, list):
+        if not _INDEX.fullmatch(head) or int(head) >= len(node.value):
+            raise ScenarioError(SET_FILE, index, here, f"no such item; the list has {len(node.value)} "
+                                                       "item(s), numbered from 0")
+        items = list(node.value)
+        items[int(head)] = _set_in(items[int(head)], parts[1:], value, _child_hint(hint, head), here, index)
+        return dataclasses.replace(node, value=items)
+    raise ScenarioError(SET_FILE, index, here, f"{path} holds {_describe(node.value)}, not a section")
+
+
+# --------------------------------------------------------------------------- validation
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _child_hint(hint: Any, key: str) -> Any:
+    """The schema type below `hint` at `key` (None when unknown)."""
+    if dataclasses.is_dataclass(hint):
+        return _hints(hint).get(key)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        return args[0]
+    return args[1] if origin is dict else None
+
+
+def _build_section(cls: type, node: _Node, path: str) -> Any:
+    """Check a mapping against a section dataclass and build it."""
+    entries = _expect(node, dict, path, "a mapping of fields")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, child in entries.items():
+        if key not in fields:
+            raise _error(child, _join(path, key), _unknown_field(key, list(fields)))
+    return cls(**{key: _build_field(fields[key], _hints(cls)[key], child, _join(path, key))
+                  for key, child in entries.items()})
+
+
+def _build_field(field: dataclasses.Field, hint: Any, node: _Node, path: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build_section(hint, node, path)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        items = _expect(node, list, path, "a list")
+        return tuple(_build_section(args[0], item, _join(path, i)) for i, item in enumerate(items))
+    if origin is dict:
+        entries = _expect(node, dict, path, "a mapping of names to sections")
+        return {name: _build_section(args[1], item, _named(path, name, item))
+                for name, item in entries.items()}
+    return _build_leaf(hint, field.metadata, node, path)
+
+
+def _named(path: str, name: str, node: _Node) -> str:
+    if not _NAME.fullmatch(name):
+        raise _error(node, _join(path, name), "names may only use letters, digits, '_' and '-'")
+    return _join(path, name)
+
+
+def _build_leaf(kind: type, meta: Any, node: _Node, path: str) -> Any:
+    value = node.value
+    if not _has_type(kind, value):
+        raise _error(node, path, f"expected {_EXPECTED[kind]}, got {_describe(value)}")
+    value = float(value) if kind is float else value
+    choices, (low, high) = meta["choices"], meta["range"]
+    if choices and value not in choices:
+        raise _error(node, path, f"{_short(repr(value))} is not allowed; choose one of "
+                                 f"{', '.join(map(repr, choices))}")
+    too_low = low is not None and (value <= low if meta["open_low"] else value < low)
+    if too_low or (high is not None and value > high):
+        raise _error(node, path, f"{_number(value)}{_with_space(meta['unit'])} is out of range; "
+                                 f"allowed {_range_text(meta, meta['unit'])}")
+    return value
+
+
+_EXPECTED = {bool: "true or false", str: "text", int: "a whole number (e.g. 3, not 3.0)",
+             float: "a finite number"}
+
+
+def _has_type(kind: type, value: Any) -> bool:
+    if kind is bool or kind is str:
+        return isinstance(value, kind)
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if kind is int:
+        return is_int
+    return (is_int or isinstance(value, float)) and abs(value) <= sys.float_info.max
+
+
+def _expect(node: _Node, kind: type, path: str, what: str) -> Any:
+    if not isinstance(node.value, kind):
+        raise _error(node, path, f"expected {what}, got {_describe(node.value)}")
+    return node.value
+
+
+def _unknown_field(key: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(key, names, n=1)
+    if close:
+        return f"unknown field; did you mean '{close[0]}'?"
+    return f"unknown field; allowed: {', '.join(names)}"
+
+
+def _refuse_inconsistency(scenario: Scenario, tree: _Node, top_file: str) -> None:
+    """Raise the first cross-field problem of the scenario, if any."""
+    problems = check_consistency(scenario)
+    if problems:
+        path, message = problems[0]
+        raise ScenarioError(*_where_set(tree, path, top_file), path, message)
+
+
+def _where_set(tree: _Node, path: str, top_file: str) -> tuple[str, int]:
+    """Where `path` or its nearest ancestor was set; line 1 of the top file if nowhere."""
+    where, node = (top_file, 1), tree
+    for part in path.split("."):
+        node = _child(node, part)
+        if node is None:
+            break
+        if node.explicit:
+            where = (node.file, node.line)
+    return where
+
+
+def _child(node: _Node, part: str) -> _Node | None:
+    if isinstance(node.value, dict):
+        return node.value.get(part)
+    if isinstance(node.value, list) and _INDEX.fullmatch(part) and int(part) < len(node.value):
+        return node.value[int(part)]
+    return None
+
+
+# --------------------------------------------------------------------------- small helpers
+
+def _error(node: _Node, path: str, message: str) -> ScenarioError:
+    return ScenarioError(node.file, node.line, path or WHOLE_FILE, message)
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines())
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _with_space(unit: str) -> str:
+    return f" {unit}" if unit else ""
+
+
+def _number(value: float) -> str:
+    """A number as a person writes it: 100 rather than 100.0, 1e-13 rather than 1e-13.0."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return _short(repr(value))
+
+
+def _describe(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (int, float, str)):
+        return ("text " if isinstance(value, str) else "") + _short(repr(value))
+    return {dict: "a mapping", list: "a list"}.get(type(value), f"a {type(value).__name__}")
+
+
+def _range_text(meta: Any, unit: str = "") -> str:
+    """Allowed values of a numeric field, e.g. '0.1 to 100 L' or 'at least 0'."""
+    (low, high), open_low = meta["range"], meta["open_low"]
+    if low is None and high is None:
+        return "any number"
+    if high is None:
+        text = f"{'more than' if open_low else 'at least'} {_number(low)}"
+    elif low is None:
+        text = f"at most {_number(high)}"
+    elif open_low:
+        text = f"more than {_number(low)} and up to {_number(high)}"
+    else:
+        text = f"{_number(low)} to {_number(high)}"
+    return text + _with_space(unit)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+# --------------------------------------------------------------------------- documentation
+
+EXAMPLE_SCENARIO = """\
+name: two_compartments
+description: Adult step-up cycle 1 with a blood and a marrow slab (illustrative numbers).
+duration_h: 336
+pk:
+  volume_l: 4.35
+schedule:
+  cycles:
+    - length_days: 42
+      infusions:
+        - {from_day: 1, to_day: 7, ug_per_day: 9}
+        - {from_day: 8, to_day: 28, ug_per_day: 28}
+compartments:
+  blood:
+    cells_per_ul: {cd8: 300, cd4: 600, b: 200}
+    speed_um_per_min: {cd8: 5, cd4: 5, b: 3}
+  marrow:
+    nucleated_cells_per_ul: 1e6
+    cells_per_ul: {cd8: 500, cd4: 500, b: 100, blast: 5000}
+    speed_um_per_min: {cd8: 5, cd4: 5, b: 2, blast: 2}
+    b_production: true
+routes:
+  - {source: blood, target: marrow, rate_per_h: {cd8: 0.01, cd4: 0.01}}
+  - {source: marrow, target: blood, rate_per_h: {cd8: 0.01, cd4: 0.01}}
+"""
+
+EXAMPLE_ERRORS = (
+    "my_run.yaml:5: pk.volume_l: -1 L is out of range; allowed more than 0.1 and up to 100 L",
+    "--set:2: pk.volum_l: unknown field; did you mean 'volume_l'?",
+)
+"""Messages the docs show; the tests check the loader gives them for EXAMPLE_SCENARIO."""
+
+
+_DOCS_INTRO = """\
+# Scenario files
+
+<!-- Generated from blinasim/schema.py by blinasim.scenario.render_scenario_docs(); do not edit. -->
+
+A scenario is a YAML mapping of the fields listed below. Every field is optional: a field
+left out takes its default, so a file states only what differs. Sections are nested
+mappings; `schedule.cycles`, `schedule.cycles.N.infusions` and `routes` are lists;
+`compartments` maps names of your choice (letters, digits, `_`, `-`) to compartments.
+
+```yaml
+{example}```
+
+Whole-number fields (days, hits, `seed`) take YAML integers only: `3`, not `3.0`. Other
+numeric fields take integers or decimals, also in exponent form (`1.5e-9`, `1e6`);
+`.nan` and `.inf` are refused. Keys may appear only once per mapping.
+
+## Inheriting with `base:`
+
+`base: NAME_OR_PATH` at the top of a file starts from another scenario: a file (its path
+relative to the including file) or else a bundled scenario by name. A base may have a base
+of its own; a cycle of bases is an error. The file's mappings merge into the base key by
+key, down to single fields and to compartments by name; a list (`schedule.cycles`,
+`infusions`, `routes`) replaces the base's list as a whole.
+
+```yaml
+base: standard_cycle
+name: low_dose
+pk:
+  volume_l: 4.35
+```
+
+## Overrides with `--set`
+
+`--set dotted.path=value` changes a field after the bases are merged; the value is read as
+YAML. List items are addressed by index from 0 and compartments by name (a new name
+creates a compartment); a mapping value merges like a file's would.
+
+    --set pk.volume_l=4.35
+    --set schedule.cycles.0.infusions.1.ug_per_day=20
+    --set compartments.marrow.cells_per_ul.blast=1000
+
+## Errors
+
+Every problem is reported on one line as `FILE:LINE: field.path: what is wrong and what is
+allowed`. An override's problems name the file `--set` and, as line, the override's
+position (1, 2, ...); problems with a file as a whole have the path `(file)`. Examples:
+
+{errors}
+
+## Fields
+"""
+
+
+def render_scenario_docs() -> str:
+    """The Markdown of docs/scenarios.md, generated from the schema."""
+    errors = "\n".join(f"    {message}" for message in EXAMPLE_ERRORS)
+    intro = _DOCS_INTRO.format(example=EXAMPLE_SCENARIO, errors=errors)
+    return intro + "".join(_section_docs(Scenario, "", "Top level", ""))
+
+
+def _section_docs(cls: type, path: str, title: str, unit: str, note: str = "") -> list[str]:
+    """Markdown blocks for a section (a table of its fields) and, after it, its subsections."""
+    rows: list[str] = []
+    subsections: list[str] = []
+    for field in dataclasses.fields(cls):
+        hint, here, doc = _hints(cls)[field.name], _join(path, field.name), field.metadata["doc"]
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        default = _plain(field.default_factory()) if field.default_factory is not dataclasses.MISSING else None
+        if field.metadata.get("section"):
+            subsections += _section_docs(hint, here, doc, _doc_unit(doc))
+        elif origin is tuple:
+            subsections += _section_docs(args[0], f"{here}.N", doc, "",
+                                         f"A list; items are numbered from 0. Default: `{_flow(default)}`.")
+        elif origin is dict:
+            subsections += _section_docs(args[1], f"{here}.NAME", doc, "",
+                                         f"A mapping from names to sections. Default: `{_flow(default)}`.")
+        else:
+            rows.append(_field_row(here, field, hint, unit))
+    heading = f"\n### {f'`{path}` — ' if path else ''}{title}\n\n{cls.__doc__}\n"
+    table = ["\n| Field | Meaning | Unit | Default | Allowed | Source |\n|---|---|---|---|---|---|\n"]
+    return [heading] + ([f"\n{note}\n"] if note else []) + (table + rows if rows else []) + subsections
+
+
+def _field_row(path: str, field: dataclasses.Field, kind: type, unit: str) -> str:
+    meta = field.metadata
+    if meta["choices"]:
+        allowed = ", ".join(f"`{choice!r}`" for choice in meta["choices"])
+    else:
+        allowed = {bool: "true or false", str: "text"}.get(kind) or _range_text(meta)
+        allowed += " (whole number)" if kind is int else ""
+    cells = [f"`{path}`", meta["doc"], meta["unit"] or unit or "—", f"`{_flow(field.default)}`",
+             allowed, meta["source"] or "—"]
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n"
+
+
+def _doc_unit(doc: str) -> str:
+    """The unit a section doc ends with in parentheses, e.g. 'cells/uL' of '... (cells/uL of X)'."""
+    match = re.search(r"\((\S+)[^()]*\)$", doc)
+    return match.group(1) if match else ""
+
+
+def _flow(value: Any) -> str:
+    """A value as one line of YAML flow style."""
+    if isinstance(value, float):
+        return _number(value)
+    return yaml.dump(value, Dumper=_Dumper, default_flow_style=True, sort_keys=False, width=10_000).strip().removesuffix("...").strip()

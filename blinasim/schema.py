@@ -1,0 +1,258 @@
+"""The scenario schema: every field a scenario may set, with unit, range, default and source.
+
+This module is the single source of truth for scenario parameters. The loader
+(`blinasim.scenario`) validates YAML against it, `docs/scenarios.md` is generated from it,
+and the model reads the resulting frozen dataclasses.
+
+Conventions
+-----------
+- Each leaf field is declared with :func:`param`, which stores in the field metadata:
+  ``unit`` (text), ``range`` ((low, high), inclusive, ``None`` for an open side),
+  ``doc`` (meaning), ``source`` (literature or "assumption: ...") and optionally
+  ``choices`` (allowed strings) or ``positive`` (strictly greater than the low bound).
+- Sections are nested frozen dataclasses; lists are ``tuple[Section, ...]``; named
+  collections (compartments) are ``dict[str, Section]`` kept as a tuple of pairs to stay
+  hashable (see :class:`Scenario`).
+- Cross-field rules (schedules, time step multiples, migration endpoints) live in
+  :func:`check_consistency`, which returns ``(field.path, message)`` pairs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+CELL_KINDS = ("cd8", "cd4", "b", "blast")
+"""Simulated cell kinds, in the order of their integer codes in the populations."""
+
+T_KINDS = ("cd8", "cd4")
+TARGET_KINDS = ("b", "blast")
+
+
+def param(default: Any, unit: str, low: float | None, high: float | None, doc: str,
+          source: str, *, choices: tuple[str, ...] | None = None,
+          open_low: bool = False) -> Any:
+    """Declare a scenario leaf field with its documentation metadata."""
+    meta = {"unit": unit, "range": (low, high), "doc": doc, "source": source,
+            "choices": choices, "open_low": open_low}
+    return field(default=default, metadata=meta)
+
+
+def section(factory: Any, doc: str) -> Any:
+    """Declare a nested section (a dataclass) with a one-line meaning."""
+    return field(default_factory=factory, metadata={"doc": doc, "section": True})
+
+
+def collection(factory: Any, doc: str) -> Any:
+    """Declare a list or mapping of sections."""
+    return field(default_factory=factory, metadata={"doc": doc, "collection": True})
+
+
+# --------------------------------------------------------------------------- drug and PK
+
+@dataclass(frozen=True)
+class Drug:
+    """Blinatumomab: affinities of its two arms and its molar mass."""
+    kd_cd19_m: float = param(1.49e-9, "M", 1e-13, 1e-4, "Equilibrium dissociation constant of the CD19 arm", "Liu et al. 2023, eLife 83659 (1.49e-9 M)", open_low=True)
+    kd_cd3_m: float = param(2.6e-7, "M", 1e-13, 1e-3, "Equilibrium dissociation constant of the CD3-epsilon arm", "Liu et al. 2023, eLife 83659 (2.6e-7 M)", open_low=True)
+    molar_mass_kda: float = param(55.0, "kDa", 1.0, 1000.0, "Molar mass used to convert pg/mL to mol/L", "Blinatumomab ~55 kDa, 504 amino acids (BLINCYTO label)")
+
+
+@dataclass(frozen=True)
+class PK:
+    """Pharmacokinetics: linear one-compartment infusion model, or a fixed concentration."""
+    model: str = param("infusion", "", None, None, "'infusion': one-compartment PK driven by the schedule; 'fixed': constant concentration (in-vitro dish)", "Clements et al. 2020 (linear one-compartment PK)", choices=("infusion", "fixed"))
+    clearance_l_per_h: float = param(2.22, "L/h", 0.01, 100.0, "Systemic clearance CL", "Clements et al. 2020 population PK, n=674", open_low=True)
+    volume_l: float = param(5.98, "L", 0.1, 100.0, "Volume of distribution V", "Clements et al. 2020 population PK (label: ~4.35 L)", open_low=True)
+    fixed_pg_per_ml: float = param(0.0, "pg/mL", 0.0, 1e7, "Drug concentration when model is 'fixed'", "scenario choice")
+
+
+@dataclass(frozen=True)
+class Infusion:
+    """One continuous-infusion period of a cycle, days counted from 1 as the clinic does."""
+    from_day: int = param(1, "day", 1, 366, "First day of the period (day 1 starts at time 0 of the cycle)", "clinical convention")
+    to_day: int = param(1, "day", 1, 366, "Last day of the period, inclusive", "clinical convention")
+    ug_per_day: float = param(0.0, "ug/day", 0.0, 200.0, "Infusion rate (the label caps adults at 28 ug/day; MTD 60 ug/m2/day)", "BLINCYTO label; Topp et al. (MTD)")
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """A treatment cycle: infusion periods followed by drug-free days up to its length."""
+    length_days: int = param(42, "day", 1, 366, "Cycle length including the drug-free interval", "BLINCYTO label: 28 days on, 14 off")
+    infusions: tuple[Infusion, ...] = collection(tuple, "Infusion periods of the cycle, in order, not overlapping")
+
+
+def _standard_cycles() -> tuple[Cycle, ...]:
+    return (Cycle(42, (Infusion(1, 7, 9.0), Infusion(8, 28, 28.0))),)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Dosing schedule: cycles run back to back from time 0."""
+    cycles: tuple[Cycle, ...] = collection(_standard_cycles, "Cycles in order; the default is the adult step-up cycle 1")
+
+
+# --------------------------------------------------------------------------- cells
+
+@dataclass(frozen=True)
+class KindValues:
+    """One number per simulated cell kind."""
+    cd8: float = param(0.0, "", 0.0, None, "CD8 T cells", "")
+    cd4: float = param(0.0, "", 0.0, None, "CD4 T cells", "")
+    b: float = param(0.0, "", 0.0, None, "normal B cells", "")
+    blast: float = param(0.0, "", 0.0, None, "leukaemic blasts", "")
+
+    def get(self, kind: str) -> float:
+        return float(getattr(self, kind))
+
+
+@dataclass(frozen=True)
+class Receptors:
+    """Receptor copy numbers per cell, drawn once per cell at birth."""
+    cd19_b_mean: float = param(22000.0, "copies", 0.0, 1e7, "Mean CD19 copies on a normal B cell", "Ginaldi et al. 1998 (22,000 +- 7,000)")
+    cd19_b_sd: float = param(7000.0, "copies", 0.0, 1e7, "Standard deviation of CD19 copies on normal B cells (log-normal with this mean and sd)", "Ginaldi et al. 1998")
+    cd19_blast_median: float = param(22000.0, "copies", 0.0, 1e7, "Median CD19 copies on a blast (log-normal)", "assumption: as normal B cells (Ginaldi 1998); Raji ~145,000")
+    cd19_blast_sigma_log: float = param(0.5, "", 0.0, 3.0, "Log-normal shape (sigma of ln copies) of blast CD19", "assumption: blast antigen density varies ~1.6-fold (1 sd)")
+    cd3_t_mean: float = param(30000.0, "copies", 0.0, 1e7, "Mean TCR/CD3 copies on a T cell", "biology brief s.1 (~30,000; ~66,000 on Jurkat)")
+    cd3_t_sd: float = param(6000.0, "copies", 0.0, 1e7, "Standard deviation of CD3 copies (log-normal with this mean and sd)", "assumption: 20% coefficient of variation")
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Bridging on contact: equilibrium occupancy per arm, capture of the free arm in the contact zone."""
+    contact_area_fraction: float = param(0.2, "", 0.0, 1.0, "Fraction of each cell's surface inside the cell-cell contact zone", "assumption: an immune synapse ~6 um across (~30 um2) on a ~150 um2 lymphocyte surface", open_low=True)
+    confinement_length_nm: float = param(10.0, "nm", 0.1, 1000.0, "Length converting a 3D KD into a 2D KD for the free arm in the contact (K2D = KD * NA * length)", "assumption: 1-10 nm membrane confinement; capture is ~1 for any value in that range")
+    lymphocyte_area_um2: float = param(150.0, "um2", 10.0, 5000.0, "Cell surface area used for receptor densities", "assumption: sphere of 7 um diameter ~154 um2")
+
+
+@dataclass(frozen=True)
+class Motility:
+    """Persistent random walk of free cells (speeds are per compartment)."""
+    persistence_min: float = param(3.0, "min", 0.0, 1000.0, "Mean time between turns; 0 gives an uncorrelated walk", "assumption: T cells in tissue turn every few minutes (two-photon imaging, Miller 2002)")
+
+
+@dataclass(frozen=True)
+class Synapse:
+    """Contact detection and synapse bookkeeping."""
+    contact_radius_um: float = param(10.0, "um", 1.0, 100.0, "Centre-to-centre distance at which two cells touch", "assumption: two ~7 um lymphocytes plus membrane protrusions")
+    max_duration_min: float = param(60.0, "min", 1.0, 10000.0, "A synapse that has not killed by then dissolves", "assumption: engage-kill-detach ~25 min (Cazaux 2019); unproductive contacts end within ~1 h")
+
+
+@dataclass(frozen=True)
+class Lysis:
+    """Perforin/granzyme hits and the multi-hit kill rule."""
+    first_hit_delay_min: float = param(5.0, "min", 0.0, 600.0, "Synapse maturation before the first granule delivery", "assumption: granule polarisation takes minutes")
+    hit_interval_min: float = param(8.0, "min", 0.5, 600.0, "Time between hits delivered by one T cell", "Weigelin et al. 2021 (hits minutes apart); Cazaux 2019 (~25 min cycle)")
+    hits_to_kill: int = param(3, "hits", 1, 100, "Hits a target must receive, each less than max_hit_gap_min after the previous one, to die", "Weigelin et al. 2021 (~3 hits < 50 min apart)")
+    max_hit_gap_min: float = param(50.0, "min", 1.0, 10000.0, "A target that goes this long without a hit has repaired its damage (its hit count restarts)", "Weigelin et al. 2021 (~3 hits < 50 min apart)")
+    units_per_hit: float = param(10.0, "units", 0.0, 1000.0, "Granule units spent per hit", "assumption (unit definition): a full store of 100 units is 10 hits, ~3 kills (Hoffmann 2005: several kills within 9 h)", open_low=True)
+    capacity_units: float = param(100.0, "units", 0.0, 1e5, "Maximum granule store of a T cell", "Betts 2004 via ABM (~100 units)", open_low=True)
+    resting_cd8_units: float = param(100.0, "units", 0.0, 1e5, "Initial granule store of a resting CD8 T cell", "assumption: a full store; unstimulated T cells lyse within hours under BiTE (Loffler 2000)")
+    resting_cd4_units: float = param(100.0, "units", 0.0, 1e5, "Initial granule store of a resting CD4 T cell", "assumption: as CD8 (both lyse under BiTE; Hoffmann 2005)")
+    refill_units_per_h: float = param(40.0, "units/h", 0.0, 1e4, "Granule synthesis rate after activation", "Betts 2004 via the ABM quoted in the biology brief (~40 units/h)")
+
+
+@dataclass(frozen=True)
+class Activation:
+    """Activation by a bridged synapse, then proliferation and death of activated T cells."""
+    proliferation_per_day: float = param(2.1, "1/day", 0.0, 20.0, "Division rate of stimulated activated T cells", "Hosseini et al. 2020 QSP (2.1/day)")
+    proliferation_lag_h: float = param(24.0, "h", 0.0, 1000.0, "Delay from first activation to the first division", "assumption: CD69 peaks ~day 2, CD25 ~day 3 (biology brief s.3)")
+    stimulation_memory_h: float = param(12.0, "h", 0.0, 10000.0, "A T cell keeps dividing this long after its last synapse", "assumption: proliferation needs ongoing target engagement (Hosseini 2020 QSP drives it by engaged targets)")
+    activated_death_per_day: float = param(0.06, "1/day", 0.0, 20.0, "Apoptosis rate of activated T cells", "Hosseini et al. 2020 QSP (0.06/day)")
+
+
+@dataclass(frozen=True)
+class Blasts:
+    """Leukaemic blast growth in the marrow."""
+    doubling_time_days: float = param(4.0, "day", 0.1, 1000.0, "Doubling time of blasts with free marrow space (logistic in nucleated capacity)", "assumption: B-ALL blasts double in days; no value in the brief")
+
+
+@dataclass(frozen=True)
+class BCells:
+    """Normal B-cell turnover."""
+    lifespan_days: float = param(40.0, "day", 0.1, 10000.0, "Mean lifespan of a circulating B cell; production balances it at baseline", "assumption: mature B cells live weeks")
+
+
+@dataclass(frozen=True)
+class Compartment:
+    """A 2D periodic domain standing for a slab of tissue or blood."""
+    width_um: float = param(1000.0, "um", 10.0, 1e6, "Domain width", "scenario size")
+    height_um: float = param(1000.0, "um", 10.0, 1e6, "Domain height", "scenario size")
+    thickness_um: float = param(10.0, "um", 0.1, 1e4, "Slab thickness mapping the 2D domain to a volume (counts per uL = count / (width * height * thickness))", "assumption: one mean cell spacing (see docs/model.md)")
+    drug_exposure: float = param(1.0, "", 0.0, 10.0, "Local drug concentration as a fraction of the plasma concentration", "biology brief s.2: same in blood and marrow by default")
+    cells_per_ul: KindValues = section(KindValues, "Initial density of each cell kind (cells/uL of the compartment)")
+    speed_um_per_min: KindValues = section(KindValues, "Speed of free cells of each kind (um/min)")
+    nucleated_cells_per_ul: float = param(0.0, "cells/uL", 0.0, 1e7, "All nucleated cells of the compartment, simulated or not (denominator of blast fractions); 0 means only the simulated cells", "marrow: ~1e6/uL for a packed tissue (assumption)")
+    b_production: bool = param(False, "", None, None, "Normal B cells are produced here at the rate that balances their lifespan at baseline", "assumption")
+
+
+@dataclass(frozen=True)
+class Route:
+    """A migration route between two compartments: one edge of the compartment graph."""
+    source: str = param("", "", None, None, "Compartment the cells leave", "")
+    target: str = param("", "", None, None, "Compartment the cells enter (placed uniformly at random)", "")
+    rate_per_h: KindValues = section(KindValues, "Per-cell rate of taking this route, by kind (1/h)")
+
+
+@dataclass(frozen=True)
+class Output:
+    """What the run file records."""
+    record_every_min: float = param(10.0, "min", 0.1, 10000.0, "Interval between timeseries rows (a multiple of the time step)", "")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A complete, validated scenario."""
+    name: str = param("unnamed", "", None, None, "Short name of the scenario", "")
+    description: str = param("", "", None, None, "One paragraph saying what the scenario is for", "")
+    seed: int = param(1, "", 0, 2**63 - 1, "Default seed of the random streams (the command line --seed overrides)", "")
+    duration_h: float = param(1008.0, "h", 0.0, 24.0 * 3660, "Simulated time", "42-day cycle = 1008 h", open_low=True)
+    time_step_min: float = param(1.0, "min", 0.05, 10.0, "Fixed time step; 1440 must be a whole multiple of it", "see docs/model.md (contact radius / speed)")
+    drug: Drug = section(Drug, "The drug")
+    pk: PK = section(PK, "Pharmacokinetics")
+    schedule: Schedule = section(Schedule, "Dosing schedule")
+    receptors: Receptors = section(Receptors, "Receptor copy numbers")
+    binding: Binding = section(Binding, "Bridging on contact")
+    motility: Motility = section(Motility, "Random walk")
+    synapse: Synapse = section(Synapse, "Contacts and synapses")
+    lysis: Lysis = section(Lysis, "Granule hits and kills")
+    activation: Activation = section(Activation, "Activation, proliferation and death of T cells")
+    blasts: Blasts = section(Blasts, "Blast growth")
+    b_cells: BCells = section(BCells, "Normal B-cell turnover")
+    compartments: dict[str, Compartment] = collection(dict, "Compartments by name (nodes of the compartment graph); 'blood' and 'marrow' feed the clinical read-outs")
+    routes: tuple[Route, ...] = collection(tuple, "Migration routes (edges of the compartment graph)")
+    output: Output = section(Output, "Recording")
+
+
+def _whole_multiple(value: float, step: float) -> bool:
+    ratio = value / step
+    return abs(ratio - round(ratio)) < 1e-9 and round(ratio) >= 1
+
+
+def check_consistency(s: Scenario) -> list[tuple[str, str]]:
+    """Cross-field rules a valid scenario must satisfy; returns (field.path, message) pairs."""
+    problems: list[tuple[str, str]] = []
+    if not _whole_multiple(1440.0, s.time_step_min):
+        problems.append(("time_step_min", f"{s.time_step_min} min does not divide a day (1440 min) evenly"))
+    if not _whole_multiple(s.output.record_every_min, s.time_step_min):
+        problems.append(("output.record_every_min", f"{s.output.record_every_min} min is not a whole multiple of time_step_min ({s.time_step_min} min)"))
+    if not s.compartments:
+        problems.append(("compartments", "at least one compartment is required"))
+    for i, cycle in enumerate(s.schedule.cycles):
+        last_day = 0
+        for j, inf in enumerate(cycle.infusions):
+            path = f"schedule.cycles.{i}.infusions.{j}"
+            if inf.to_day < inf.from_day:
+                problems.append((f"{path}.to_day", f"to_day {inf.to_day} is before from_day {inf.from_day}"))
+            if inf.to_day > cycle.length_days:
+                problems.append((f"{path}.to_day", f"day {inf.to_day} is past the cycle length of {cycle.length_days} days"))
+            if inf.from_day <= last_day:
+                problems.append((f"{path}.from_day", f"day {inf.from_day} overlaps or precedes the previous period (ends day {last_day}); periods must be in order and not overlap"))
+            last_day = max(last_day, inf.to_day)
+    for i, route in enumerate(s.routes):
+        for end in ("source", "target"):
+            name = getattr(route, end)
+            if name not in s.compartments:
+                problems.append((f"routes.{i}.{end}", f"unknown compartment '{name}'; known: {', '.join(sorted(s.compartments)) or 'none'}"))
+        if route.source == route.target:
+            problems.append((f"routes.{i}.target", "a route must join two different compartments"))
+    return problems

@@ -1,0 +1,1 @@
+"""Bundled scenarios (YAML files); this package only makes them installable."""
