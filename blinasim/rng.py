@@ -1,4 +1,4 @@
-"""Counter-based random streams keyed by (seed, cell id, step, purpose, extra).
+"""Counter-based random streams keyed by (seed, step, purpose, cell id, extra).
 
 Every random number in blinasim is a pure function of those keys (splitmix64-style
 hashing, implemented in ext/counter_rng.pxi). Nothing carries generator state, so results
@@ -18,9 +18,8 @@ MASK64 = (1 << 64) - 1
 
 
 class Purpose(IntEnum):
-    """What a draw is for; the values 1-3 are used inside kernels (counter_rng.pxi)."""
+    """What a draw is for; TURN and BRIDGE are used inside kernels (counter_rng.pxi)."""
     TURN = 1
-    HEADING = 2
     BRIDGE = 3
     INIT_X = 10
     INIT_Y = 11
@@ -69,10 +68,10 @@ def _mix64(z: int) -> int:
 
 def oracle_bits(seed: int, cell_id: int, step: int, purpose: int, extra: int = 0) -> int:
     """The 64-bit word the kernels compute, in plain Python integers."""
-    h = _mix64((seed + 0x9E3779B97F4A7C15) & MASK64)
-    h = _mix64((h + cell_id * 0xD1B54A32D192ED03) & MASK64)
-    h = _mix64((h + step * 0xAEF17502108EF2D9) & MASK64)
-    h = _mix64((h + purpose * 0xF1357AEA2E62A9C5) & MASK64)
+    key = _mix64((seed + 0x9E3779B97F4A7C15) & MASK64)
+    key = _mix64((key + step * 0xAEF17502108EF2D9) & MASK64)
+    key = _mix64((key + purpose * 0xF1357AEA2E62A9C5) & MASK64)
+    h = _mix64((key + cell_id * 0xD1B54A32D192ED03) & MASK64)
     return _mix64((h + extra * 0x9FB21C651E98DF25) & MASK64)
 
 

@@ -85,8 +85,8 @@ def load_scenario(source: str | os.PathLike, overrides: Sequence[str] = ()) -> L
     name = os.fspath(source)
     found = _find_scenario(name, pathlib.Path())
     if found is None:
-        raise ScenarioError(name, 1, WHOLE_FILE, "no such file, and no bundled scenario of that "
-                            f"name (bundled: {', '.join(_bundled_names()) or 'none'})")
+        raise ScenarioError(name, 1, WHOLE_FILE,
+                            f"no such file, and no bundled scenario of that name ({_bundled_list()})")
     path, origin = found
     return _load(_read_text(path), str(path), (path.resolve(),), overrides, origin)
 
@@ -115,6 +115,7 @@ def scenario_to_dict(s: Scenario) -> dict:
 # --------------------------------------------------------------------------- finding files
 
 def _bundled_dir() -> pathlib.Path:
+    """The directory of the bundled scenario files (package blinasim.scenarios)."""
     try:
         return pathlib.Path(str(importlib.resources.files("blinasim.scenarios")))
     except ModuleNotFoundError:  # running from a source tree that was never installed
@@ -125,7 +126,12 @@ def _bundled_names() -> list[str]:
     return sorted(path.stem for path in _bundled_dir().glob("*.yaml"))
 
 
+def _bundled_list() -> str:
+    return f"bundled: {', '.join(_bundled_names()) or 'none'}"
+
+
 def _summary(name: str) -> str:
+    """First sentence of a bundled scenario's description, or why it does not load."""
     try:
         description = load_scenario(bundled_path(name)).scenario.description
     except ScenarioError as err:
@@ -151,6 +157,7 @@ def _find_scenario(name: str, directory: pathlib.Path) -> tuple[pathlib.Path, st
 
 
 def _read_text(path: pathlib.Path) -> str:
+    """A file's UTF-8 text; unreadable files become ScenarioError."""
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -181,7 +188,7 @@ def _yaml_error_line(exc: yaml.YAMLError, text: str) -> int:
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     if isinstance(exc, yaml.MarkedYAMLError):
         return ": ".join(part for part in (exc.context, exc.problem) if part)
-    return str(exc).splitlines()[0]
+    return _first_line(exc)
 
 
 class _Reader:
@@ -235,7 +242,7 @@ class _Reader:
         # PyYAML's constructors raise these for explicitly tagged text they cannot convert
         # (e.g. !!int abc, !!bool maybe, !!float '', and AttributeError for !!timestamp abc).
         except (yaml.YAMLError, ValueError, LookupError, AttributeError) as exc:
-            raise self.error(node, path, f"cannot read value: {str(exc).splitlines()[0]}") from None
+            raise self.error(node, path, f"cannot read value: {_first_line(exc)}") from None
 
     def line(self, node: yaml.Node) -> int:
         return self.fixed_line or node.start_mark.line + 1
@@ -248,6 +255,7 @@ class _Reader:
 
 def _load(text: str, file: str, chain: tuple[pathlib.Path, ...], overrides: Sequence[str],
           origin: str) -> LoadedScenario:
+    """Defaults, then the file over its bases, then overrides; validate and build."""
     defaults = _default_node(scenario_to_dict(Scenario()), file)
     tree = _merge(defaults, _file_tree(text, file, chain))
     for index, override in enumerate(overrides, start=1):
@@ -263,7 +271,8 @@ def _file_tree(text: str, file: str, chain: tuple[pathlib.Path, ...]) -> _Node:
     """One file's nodes merged onto its chain of bases, without the `base` key."""
     node = _compose(text, file, WHOLE_FILE)
     if node is None:
-        raise ScenarioError(file, 1, WHOLE_FILE, "the file is empty; expected a mapping of scenario fields")
+        raise ScenarioError(file, 1, WHOLE_FILE,
+                            "the file is empty; expected a mapping of scenario fields")
     root = _Reader(file).read(node, "")
     if not isinstance(root.value, dict):
         raise ScenarioError(file, root.line, WHOLE_FILE,
@@ -281,11 +290,13 @@ def _file_tree(text: str, file: str, chain: tuple[pathlib.Path, ...]) -> _Node:
 def _base_path(base: _Node, file: str, chain: tuple[pathlib.Path, ...]) -> pathlib.Path:
     """The file a `base:` entry names; refuses missing files and cycles."""
     if not isinstance(base.value, str) or not base.value:
-        raise _error(base, "base", f"expected a bundled scenario name or a file path, got {_describe(base.value)}")
-    found = _find_scenario(base.value, pathlib.Path(file).parent)
+        raise _error(base, "base", "expected a bundled scenario name or a file path, "
+                                   f"got {_describe(base.value)}")
+    directory = pathlib.Path(file).parent
+    found = _find_scenario(base.value, directory)
     if found is None:
-        raise _error(base, "base", f"no file {str(pathlib.Path(file).parent / base.value)!r} and no bundled "
-                                   f"scenario {base.value!r} (bundled: {', '.join(_bundled_names()) or 'none'})")
+        raise _error(base, "base", f"no file {str(directory / base.value)!r} and no bundled scenario "
+                                   f"{base.value!r} ({_bundled_list()})")
     path = found[0]
     if path.resolve() in chain:
         cycle = " -> ".join(str(p) for p in chain + (path.resolve(),))
@@ -337,11 +348,12 @@ def _set_in(node: _Node | None, parts: list[str], value: _Node, hint: Any, path:
         child = _set_in(node.value.get(head), parts[1:], value, _child_hint(hint, head), here, index)
         return dataclasses.replace(node, value={**node.value, head: child})
     if isinstance(node.value, list):
-        if not _INDEX.fullmatch(head) or int(head) >= len(node.value):
-            raise ScenarioError(SET_FILE, index, here, f"no such item; the list has {len(node.value)} "
-                                                       "item(s), numbered from 0")
         items = list(node.value)
-        items[int(head)] = _set_in(items[int(head)], parts[1:], value, _child_hint(hint, head), here, index)
+        if not _INDEX.fullmatch(head) or int(head) >= len(items):
+            raise ScenarioError(SET_FILE, index, here,
+                                f"no such item; the list has {len(items)} item(s), numbered from 0")
+        position = int(head)
+        items[position] = _set_in(items[position], parts[1:], value, _child_hint(hint, head), here, index)
         return dataclasses.replace(node, value=items)
     raise ScenarioError(SET_FILE, index, here, f"{path} holds {_describe(node.value)}, not a section")
 
@@ -367,14 +379,16 @@ def _build_section(cls: type, node: _Node, path: str) -> Any:
     """Check a mapping against a section dataclass and build it."""
     entries = _expect(node, dict, path, "a mapping of fields")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
     for key, child in entries.items():
         if key not in fields:
             raise _error(child, _join(path, key), _unknown_field(key, list(fields)))
-    return cls(**{key: _build_field(fields[key], _hints(cls)[key], child, _join(path, key))
-                  for key, child in entries.items()})
+        values[key] = _build_field(fields[key], _hints(cls)[key], child, _join(path, key))
+    return cls(**values)
 
 
 def _build_field(field: dataclasses.Field, hint: Any, node: _Node, path: str) -> Any:
+    """Check and build a field's value: a section, a list, a named mapping or a leaf."""
     if dataclasses.is_dataclass(hint):
         return _build_section(hint, node, path)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -389,12 +403,14 @@ def _build_field(field: dataclasses.Field, hint: Any, node: _Node, path: str) ->
 
 
 def _named(path: str, name: str, node: _Node) -> str:
+    """The path of a named entry (a compartment), refusing names dotted paths cannot hold."""
     if not _NAME.fullmatch(name):
         raise _error(node, _join(path, name), "names may only use letters, digits, '_' and '-'")
     return _join(path, name)
 
 
 def _build_leaf(kind: type, meta: Any, node: _Node, path: str) -> Any:
+    """Check a leaf's type, choices and range; ints become floats in float fields."""
     value = node.value
     if not _has_type(kind, value):
         raise _error(node, path, f"expected {_EXPECTED[kind]}, got {_describe(value)}")
@@ -415,6 +431,7 @@ _EXPECTED = {bool: "true or false", str: "text", int: "a whole number (e.g. 3, n
 
 
 def _has_type(kind: type, value: Any) -> bool:
+    """Whether `value` suits a `kind` field: no bools as numbers, no floats as ints, no nan/inf."""
     if kind is bool or kind is str:
         return isinstance(value, kind)
     is_int = isinstance(value, int) and not isinstance(value, bool)
@@ -424,6 +441,7 @@ def _has_type(kind: type, value: Any) -> bool:
 
 
 def _expect(node: _Node, kind: type, path: str, what: str) -> Any:
+    """The node's value if it is a `kind` (dict or list), else a refusal naming `what`."""
     if not isinstance(node.value, kind):
         raise _error(node, path, f"expected {what}, got {_describe(node.value)}")
     return node.value
@@ -457,6 +475,7 @@ def _where_set(tree: _Node, path: str, top_file: str) -> tuple[str, int]:
 
 
 def _child(node: _Node, part: str) -> _Node | None:
+    """The node below `node` at one dotted-path part (a key or a list index), if any."""
     if isinstance(node.value, dict):
         return node.value.get(part)
     if isinstance(node.value, list) and _INDEX.fullmatch(part) and int(part) < len(node.value):
@@ -467,6 +486,7 @@ def _child(node: _Node, part: str) -> _Node | None:
 # --------------------------------------------------------------------------- small helpers
 
 def _error(node: _Node, path: str, message: str) -> ScenarioError:
+    """The error for a problem with `node`, located where it was set."""
     return ScenarioError(node.file, node.line, path or WHOLE_FILE, message)
 
 
@@ -474,7 +494,14 @@ def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+def _first_line(exc: Exception) -> str:
+    """The first line of an exception's text (PyYAML's often add a context snippet)."""
+    lines = str(exc).splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def _one_line(text: str) -> str:
+    """Text with line breaks of any kind turned into spaces."""
     return " ".join(text.splitlines())
 
 
@@ -487,17 +514,22 @@ def _with_space(unit: str) -> str:
 
 
 def _number(value: float) -> str:
-    """A number as a person writes it: 100 rather than 100.0, 1e-13 rather than 1e-13.0."""
+    """A number as people write it (100 rather than 100.0), long ones shortened."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
         return str(int(value))
     return _short(repr(value))
 
 
 def _describe(value: Any) -> str:
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, (int, float, str)):
-        return ("text " if isinstance(value, str) else "") + _short(repr(value))
+    """A value as messages show it: null, true, 2.5, text 'abc', a list, a mapping, a date."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return "text " + _short(repr(value))
+    if isinstance(value, (int, float)):
+        return _short(repr(value))
     return {dict: "a mapping", list: "a list"}.get(type(value), f"a {type(value).__name__}")
 
 
@@ -518,6 +550,7 @@ def _range_text(meta: Any, unit: str = "") -> str:
 
 
 def _plain(value: Any) -> Any:
+    """Dataclasses as dicts and tuples as lists, recursively."""
     if dataclasses.is_dataclass(value):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple):
@@ -620,33 +653,40 @@ def render_scenario_docs() -> str:
     """The Markdown of docs/scenarios.md, generated from the schema."""
     errors = "\n".join(f"    {message}" for message in EXAMPLE_ERRORS)
     intro = _DOCS_INTRO.format(example=EXAMPLE_SCENARIO, errors=errors)
-    return intro + "".join(_section_docs(Scenario, "", "Top level", ""))
+    return intro + _section_docs(Scenario, "", "Top level")
 
 
-def _section_docs(cls: type, path: str, title: str, unit: str, note: str = "") -> list[str]:
-    """Markdown blocks for a section (a table of its fields) and, after it, its subsections."""
-    rows: list[str] = []
-    subsections: list[str] = []
+_TABLE_HEAD = "\n| Field | Meaning | Unit | Default | Allowed | Source |\n|---|---|---|---|---|---|\n"
+
+
+def _section_docs(cls: type, path: str, title: str, unit: str = "", note: str = "") -> str:
+    """Markdown of a section: heading, a table of its fields, then its subsections."""
+    rows, subsections = [], []
     for field in dataclasses.fields(cls):
         hint, here, doc = _hints(cls)[field.name], _join(path, field.name), field.metadata["doc"]
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
-        default = _plain(field.default_factory()) if field.default_factory is not dataclasses.MISSING else None
         if field.metadata.get("section"):
-            subsections += _section_docs(hint, here, doc, _doc_unit(doc))
-        elif origin is tuple:
-            subsections += _section_docs(args[0], f"{here}.N", doc, "",
-                                         f"A list; items are numbered from 0. Default: `{_flow(default)}`.")
-        elif origin is dict:
-            subsections += _section_docs(args[1], f"{here}.NAME", doc, "",
-                                         f"A mapping from names to sections. Default: `{_flow(default)}`.")
+            subsections.append(_section_docs(hint, here, doc, unit=_doc_unit(doc)))
+        elif field.metadata.get("collection"):
+            subsections.append(_collection_docs(field, hint, here))
         else:
             rows.append(_field_row(here, field, hint, unit))
-    heading = f"\n### {f'`{path}` — ' if path else ''}{title}\n\n{cls.__doc__}\n"
-    table = ["\n| Field | Meaning | Unit | Default | Allowed | Source |\n|---|---|---|---|---|---|\n"]
-    return [heading] + ([f"\n{note}\n"] if note else []) + (table + rows if rows else []) + subsections
+    text = f"\n### `{path}` — {title}\n" if path else f"\n### {title}\n"
+    text += f"\n{cls.__doc__}\n" + (f"\n{note}\n" if note else "")
+    return text + (_TABLE_HEAD + "".join(rows) if rows else "") + "".join(subsections)
+
+
+def _collection_docs(field: dataclasses.Field, hint: Any, path: str) -> str:
+    """Markdown of the section of one item of a list or of a named mapping."""
+    default = _flow(_plain(field.default_factory()))
+    if typing.get_origin(hint) is tuple:
+        item, item_path, shape = typing.get_args(hint)[0], f"{path}.N", "A list; items are numbered from 0"
+    else:
+        item, item_path, shape = typing.get_args(hint)[1], f"{path}.NAME", "A mapping from names to sections"
+    return _section_docs(item, item_path, field.metadata["doc"], note=f"{shape}. Default: `{default}`.")
 
 
 def _field_row(path: str, field: dataclasses.Field, kind: type, unit: str) -> str:
+    """One Markdown table row: path, meaning, unit, default, allowed values, source."""
     meta = field.metadata
     if meta["choices"]:
         allowed = ", ".join(f"`{choice!r}`" for choice in meta["choices"])
@@ -668,4 +708,5 @@ def _flow(value: Any) -> str:
     """A value as one line of YAML flow style."""
     if isinstance(value, float):
         return _number(value)
-    return yaml.dump(value, Dumper=_Dumper, default_flow_style=True, sort_keys=False, width=10_000).strip().removesuffix("...").strip()
+    text = yaml.dump(value, Dumper=_Dumper, default_flow_style=True, sort_keys=False, width=10_000)
+    return text.removesuffix("\n").removesuffix("\n...")

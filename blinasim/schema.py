@@ -8,11 +8,11 @@ Conventions
 -----------
 - Each leaf field is declared with :func:`param`, which stores in the field metadata:
   ``unit`` (text), ``range`` ((low, high), inclusive, ``None`` for an open side),
-  ``doc`` (meaning), ``source`` (literature or "assumption: ...") and optionally
-  ``choices`` (allowed strings) or ``positive`` (strictly greater than the low bound).
+  ``open_low`` (the value must be strictly greater than low), ``doc`` (meaning),
+  ``source`` (literature or "assumption: ...") and optionally ``choices`` (allowed strings).
 - Sections are nested frozen dataclasses; lists are ``tuple[Section, ...]``; named
-  collections (compartments) are ``dict[str, Section]`` kept as a tuple of pairs to stay
-  hashable (see :class:`Scenario`).
+  collections (compartments) are a ``dict[str, Section]`` in declaration order, so a
+  Scenario is immutable in its fields but not hashable.
 - Cross-field rules (schedules, time step multiples, migration endpoints) live in
   :func:`check_consistency`, which returns ``(field.path, message)`` pairs.
 """

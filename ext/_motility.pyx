@@ -6,6 +6,22 @@ from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
 
 include "counter_rng.pxi"
 
+# New headings are one of HEADINGS evenly spaced directions (0.18 degrees apart), looked
+# up instead of computing cos/sin per turn. The index comes from the low bits of the same
+# draw whose top 53 bits decide the turn.
+cdef enum:
+    HEADINGS = 2048  # a power of two: the index is the draw's low 11 bits
+cdef float[HEADINGS] HEADING_X
+cdef float[HEADINGS] HEADING_Y
+for _h in range(HEADINGS):
+    HEADING_X[_h] = <float>cos(2.0 * M_PI * _h / HEADINGS)
+    HEADING_Y[_h] = <float>sin(2.0 * M_PI * _h / HEADINGS)
+
+
+def heading_table():
+    """The (x, y) unit vectors of all headings (for tests)."""
+    return [HEADING_X[h] for h in range(HEADINGS)], [HEADING_Y[h] for h in range(HEADINGS)]
+
 
 cdef inline double wrap(double v, double size) noexcept nogil:
     if v >= size or v < 0.0:
@@ -24,11 +40,13 @@ def move(double[::1] x, double[::1] y, float[::1] ux, float[::1] uy,
     """Move every live, free cell one step along its heading, turning with p_turn.
 
     step_um[comp, kind] is the distance moved per step. A cell with no heading yet
-    (ux == uy == 0) always draws one. Each cell's draws are keyed by its id and the step.
+    (ux == uy == 0) always takes one. One draw per cell, keyed by its id and the step,
+    decides the turn (top 53 bits) and the new heading (low 11 bits).
     """
     cdef Py_ssize_t i, n = x.shape[0]
-    cdef double d, angle
+    cdef double d
     cdef int c
+    cdef uint64_t bits, turn_key = stream_key(seed, step, PURPOSE_TURN)
     for i in prange(n, nogil=True, num_threads=threads, schedule="static"):
         if not alive[i] or partner[i] >= 0:
             continue
@@ -36,10 +54,10 @@ def move(double[::1] x, double[::1] y, float[::1] ux, float[::1] uy,
         d = step_um[c, kind[i]]
         if d <= 0.0:
             continue
+        bits = keyed_bits(turn_key, <uint64_t>ids[i], 0)
         if (ux[i] == 0.0 and uy[i] == 0.0) or \
-                stream_uniform(seed, <uint64_t>ids[i], step, PURPOSE_TURN, 0) < p_turn:
-            angle = 2.0 * M_PI * stream_uniform(seed, <uint64_t>ids[i], step, PURPOSE_HEADING, 0)
-            ux[i] = <float>cos(angle)
-            uy[i] = <float>sin(angle)
+                <double>(bits >> 11) * (1.0 / 9007199254740992.0) < p_turn:
+            ux[i] = HEADING_X[bits & (HEADINGS - 1)]
+            uy[i] = HEADING_Y[bits & (HEADINGS - 1)]
         x[i] = wrap(x[i] + d * ux[i], width_um[c])
         y[i] = wrap(y[i] + d * uy[i], height_um[c])

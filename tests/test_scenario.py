@@ -178,6 +178,8 @@ ROUTE_LINE = "  - {source: blood, target: marrow, rate_per_h: {cd8: 0.01}}\n"
     (VALID + "time_step_min: 7\n", 18, "time_step_min", r"7(\.0)? min does not divide a day \(1440 min\) evenly"),
     (VALID + "output:\n  record_every_min: 2.5\n", 19, "output.record_every_min",
      r"2\.5 min is not a whole multiple of time_step_min \(1\.0 min\)"),
+    (VALID + "time_step_min: 4\noutput: {}\n", 19, "output.record_every_min",
+     r"10(\.0)? min is not a whole multiple of time_step_min \(4(\.0)? min\)"),
     (VALID.replace(ROUTE_LINE, "  - {source: blood, target: lung}\n"), 17, "routes.0.target",
      r"unknown compartment 'lung'; known: blood, marrow"),
     (VALID.replace(ROUTE_LINE, "  - source: blood\n    target: blood\n"), 18, "routes.0.target",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from blinasim import _contacts
-from blinasim.populations import KIND_CODE, NEVER
+from blinasim.populations import NEVER
 from blinasim.units import kd_2d_per_um2
 
 
@@ -23,13 +23,11 @@ class SynapseFormation:
         self.k2d3 = kd_2d_per_um2(s.drug.kd_cd3_m, s.binding.confinement_length_nm)
         self.new_synapses = 0
 
-    def grid(self, model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Bins per side and bin offsets of every compartment for this step's targets."""
-        pop, geo = model.pop, model.geometry
-        is_target = (pop.alive == 1) & ((pop.kind == KIND_CODE["b"]) | (pop.kind == KIND_CODE["blast"]))
-        per_comp = np.bincount(pop.comp[is_target], minlength=len(geo.names))
+    def grid(self, model, binned_per_comp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Bins per side and bin offsets of every compartment for this step's binned cells."""
+        geo = model.geometry
         shape = [_contacts.grid_shape(w, h, self.radius_um, n)
-                 for w, h, n in zip(geo.width_um, geo.height_um, per_comp)]
+                 for w, h, n in zip(geo.width_um, geo.height_um, binned_per_comp)]
         nx = np.array([s[0] for s in shape], dtype=np.int64)
         ny = np.array([s[1] for s in shape], dtype=np.int64)
         offset = np.concatenate([[0], np.cumsum(nx * ny)]).astype(np.int64)
@@ -37,18 +35,28 @@ class SynapseFormation:
 
     def step(self, model) -> None:
         pop, geo = model.pop, model.geometry
+        self.new_synapses = 0
         if not np.any(model.occ19 > 0) and not np.any(model.occ3 > 0):
-            self.new_synapses = 0
             return
-        nx, ny, offset = self.grid(model)
-        start, rows = _contacts.build_grid(pop.x, pop.y, pop.kind, pop.comp, pop.alive,
-                                           nx, ny, offset, geo.width_um, geo.height_um)
+        free_t, free_targets = _contacts.count_free(pop.kind, pop.comp, pop.alive, pop.partner,
+                                                    len(geo.names))
+        if not np.any((free_t > 0) & (free_targets > 0)):
+            return
+        # the fewer cells scan, the more numerous are binned (same synapses either way)
+        if free_targets.sum() < free_t.sum():
+            side, binned = _contacts.BIN_T_CELLS, free_t
+        else:
+            side, binned = _contacts.BIN_TARGETS, free_targets
+        nx, ny, offset = self.grid(model, binned)
+        start, rows = _contacts.build_grid(side, pop.x, pop.y, pop.kind, pop.comp, pop.alive,
+                                           pop.partner, nx, ny, offset, geo.width_um, geo.height_um)
         s = model.scenario
-        t_rows, _targets = _contacts.form_synapses(
-            pop.x, pop.y, pop.kind, pop.comp, pop.alive, pop.id, pop.cd19, pop.cd3, pop.partner,
-            start, rows, nx, ny, offset, geo.width_um, geo.height_um, model.occ19, model.occ3,
-            self.radius_um, s.binding.contact_area_fraction, s.binding.lymphocyte_area_um2,
-            self.k2d19, self.k2d3, model.seed, model.steps, model.threads)
+        t_rows = _contacts.form_synapses(
+            side, pop.x, pop.y, pop.kind, pop.comp, pop.alive, pop.id, pop.cd19, pop.cd3,
+            pop.partner, start, rows, nx, ny, offset, geo.width_um, geo.height_um,
+            model.occ19, model.occ3, self.radius_um, s.binding.contact_area_fraction,
+            s.binding.lymphocyte_area_um2, self.k2d19, self.k2d3, model.seed, model.steps,
+            model.threads)
         step = model.steps
         pop.synapse_step[t_rows] = step
         pop.engaged_step[t_rows] = step
