@@ -121,6 +121,7 @@ class Binding:
     """Bridging on contact: equilibrium occupancy per arm, capture of the free arm in the contact zone."""
     contact_area_fraction: float = param(0.2, "", 0.0, 1.0, "Fraction of each cell's surface inside the cell-cell contact zone", "assumption: an immune synapse ~6 um across (~30 um2) on a ~150 um2 lymphocyte surface", open_low=True)
     confinement_length_nm: float = param(10.0, "nm", 0.1, 1000.0, "Length converting a 3D KD into a 2D KD for the free arm in the contact (K2D = KD * NA * length)", "assumption: 1-10 nm membrane confinement; capture is ~1 for any value in that range")
+    bridges_to_trigger: int = param(3, "bridges", 1, 1000, "Drug bridges a contact needs to trigger a synapse; a contact minute triggers with P(Poisson(B) >= this), B the expected bridges", "calibrated against in-vitro potency (half-maximal lysis at 10-100 pg/mL, Loffler 2000; Dreier 2002): T-cell triggering needs several engaged CD3")
     lymphocyte_area_um2: float = param(150.0, "um2", 10.0, 5000.0, "Cell surface area used for receptor densities", "assumption: sphere of 7 um diameter ~154 um2")
 
 
@@ -144,7 +145,7 @@ class Lysis:
     hit_interval_min: float = param(8.0, "min", 0.5, 600.0, "Time between hits delivered by one T cell", "Weigelin et al. 2021 (hits minutes apart); Cazaux 2019 (~25 min cycle)")
     hits_to_kill: int = param(3, "hits", 1, 100, "Hits a target must receive, each less than max_hit_gap_min after the previous one, to die", "Weigelin et al. 2021 (~3 hits < 50 min apart)")
     max_hit_gap_min: float = param(50.0, "min", 1.0, 10000.0, "A target that goes this long without a hit has repaired its damage (its hit count restarts)", "Weigelin et al. 2021 (~3 hits < 50 min apart)")
-    units_per_hit: float = param(10.0, "units", 0.0, 1000.0, "Granule units spent per hit", "assumption (unit definition): a full store of 100 units is 10 hits, ~3 kills (Hoffmann 2005: several kills within 9 h)", open_low=True)
+    units_per_hit: float = param(30.0, "units", 0.0, 1000.0, "Granule units spent per hit", "calibrated: with refill 40 units/h a T cell hits every 45 min (inside the 50-min gap, Weigelin 2021), ~11 kills/day sustained (in vivo 1-20/day, Halle 2016); a full store holds ~1 kill", open_low=True)
     capacity_units: float = param(100.0, "units", 0.0, 1e5, "Maximum granule store of a T cell", "Betts 2004 via ABM (~100 units)", open_low=True)
     resting_cd8_units: float = param(100.0, "units", 0.0, 1e5, "Initial granule store of a resting CD8 T cell", "assumption: a full store; unstimulated T cells lyse within hours under BiTE (Loffler 2000)")
     resting_cd4_units: float = param(100.0, "units", 0.0, 1e5, "Initial granule store of a resting CD4 T cell", "assumption: as CD8 (both lyse under BiTE; Hoffmann 2005)")

@@ -4,8 +4,8 @@
 One side of the pairing (free T cells, or free CD19-bearing targets: whichever is more
 numerous) is binned each step by a counting sort into square bins at least one contact
 radius wide, one grid per compartment laid end to end; every cell of the other side scans
-the 3x3 bins around it (periodic). For each touching pair a keyed draw decides whether drug bridges
-form a synapse. Conflicts are settled deterministically: a T cell keeps its candidate
+the 3x3 bins around it (periodic). For each touching pair a keyed draw decides whether enough drug
+bridges form to trigger a synapse. Conflicts are settled deterministically: a T cell keeps its candidate
 with the smallest (draw, target id); a target claimed by several T cells goes to the
 claim with the smallest (draw, T-cell id). The draw is keyed by the pair, so both scan
 directions give the same synapses.
@@ -147,6 +147,21 @@ def expected_bridges(double cd19, double cd3, double occ19, double occ3,
     return bridges(cd19, cd3, occ19, occ3, contact_fraction, area_um2, k2d19, k2d3)
 
 
+cdef inline double trigger_probability(double mean_bridges, int needed) noexcept nogil:
+    """P(N >= needed) for N ~ Poisson(mean_bridges): the contact triggers a synapse."""
+    cdef double term = exp(-mean_bridges), below = 0.0
+    cdef int k
+    for k in range(needed):
+        below += term
+        term *= mean_bridges / (k + 1)
+    return 1.0 - below if below < 1.0 else 0.0
+
+
+def synapse_probability(double mean_bridges, int needed):
+    """Probability that a contact minute with this many expected bridges triggers (tests)."""
+    return trigger_probability(mean_bridges, needed)
+
+
 cdef struct Pairing:
     # inputs and outputs shared by both scan directions, as raw pointers
     Grid grid
@@ -170,6 +185,7 @@ cdef struct Pairing:
     double area_um2
     double k2d19
     double k2d3
+    int bridges_needed
     uint64_t bridge_key
 
 
@@ -187,8 +203,9 @@ cdef inline double pair_draw(Pairing* pp, Py_ssize_t t, Py_ssize_t g, double wid
         dy += height
     if dx * dx + dy * dy > pp.radius2 or pp.cd19[g] <= 0.0:
         return 2.0
-    p = 1.0 - exp(-bridges(pp.cd19[g], pp.cd3[t], pp.occ19, pp.occ3, pp.contact_fraction,
-                           pp.area_um2, pp.k2d19, pp.k2d3))
+    p = trigger_probability(bridges(pp.cd19[g], pp.cd3[t], pp.occ19, pp.occ3,
+                                    pp.contact_fraction, pp.area_um2, pp.k2d19, pp.k2d3),
+                            pp.bridges_needed)
     u = keyed_uniform(pp.bridge_key, <uint64_t>pp.ids[t], <uint64_t>pp.ids[g])
     return u if u < p else 2.0
 
@@ -208,12 +225,14 @@ def form_synapses(int side, const double[::1] x, const double[::1] y,
                   const double[::1] width, const double[::1] height,
                   const double[::1] occ19, const double[::1] occ3,
                   double radius_um, double contact_fraction, double area_um2,
-                  double k2d19, double k2d3, uint64_t seed, uint64_t step, int threads=1):
+                  double k2d19, double k2d3, int bridges_needed, uint64_t seed, uint64_t step,
+                  int threads=1):
     """Pair free T cells with touching free targets; returns the new synapses' T rows.
 
     `side` says which cells the grid holds (BIN_TARGETS: T cells scan in parallel;
     BIN_T_CELLS: targets scan, serially). The probability that a contact minute becomes a
-    synapse is 1 - exp(-B), B the expected number of drug bridges (docs/model.md).
+    synapse is P(N >= bridges_needed), N ~ Poisson(B), B the expected number of drug
+    bridges in the contact (docs/model.md).
     partner is updated in place for both cells of every new synapse.
     """
     cdef Py_ssize_t n = x.shape[0], i
@@ -243,6 +262,7 @@ def form_synapses(int side, const double[::1] x, const double[::1] y,
     pp.area_um2 = area_um2
     pp.k2d19 = k2d19
     pp.k2d3 = k2d3
+    pp.bridges_needed = bridges_needed
     pp.bridge_key = stream_key(seed, step, PURPOSE_BRIDGE)
     if side == SIDE_TARGETS:
         for i in prange(n, nogil=True, num_threads=threads, schedule="dynamic", chunksize=256):

@@ -55,7 +55,8 @@ class SynapseFormation:
             side, pop.x, pop.y, pop.kind, pop.comp, pop.alive, pop.id, pop.cd19, pop.cd3,
             pop.partner, start, rows, nx, ny, offset, geo.width_um, geo.height_um,
             model.occ19, model.occ3, self.radius_um, s.binding.contact_area_fraction,
-            s.binding.lymphocyte_area_um2, self.k2d19, self.k2d3, model.seed, model.steps,
+            s.binding.lymphocyte_area_um2, self.k2d19, self.k2d3, s.binding.bridges_to_trigger,
+            model.seed, model.steps,
             model.threads)
         step = model.steps
         pop.synapse_step[t_rows] = step
