@@ -1,0 +1,18 @@
+"""Generated documentation stays in step with the code, and the README contract holds."""
+from pathlib import Path
+
+from blinasim.parameter_docs import render_parameter_docs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_parameters_md_is_up_to_date():
+    assert (ROOT / "docs" / "parameters.md").read_text() == render_parameter_docs(), (
+        "docs/parameters.md is stale: python -c \"from blinasim.parameter_docs import "
+        "render_parameter_docs; open('docs/parameters.md','w').write(render_parameter_docs())\"")
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci_command = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert ci_command in readme, "the last line of .ci/run must be the README's test command"
