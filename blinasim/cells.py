@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from blinasim import rng
-from blinasim.populations import KIND_CODE, Population
+from blinasim.populations import CLONE_CODE, KIND_CODE, Population
 from blinasim.rng import Purpose
 from blinasim.schema import Scenario
 
@@ -40,16 +40,34 @@ def resting_granules(s: Scenario, kind: str) -> float:
 
 def seed_cells(pop: Population, s: Scenario, kind: str, comp: int, count: int,
                width_um: float, height_um: float, seed: int, step: int) -> np.ndarray:
-    """Add `count` new cells of one kind, uniformly placed in a compartment."""
+    """Add `count` new cells of one kind, uniformly placed in a compartment.
+
+    CD4 T cells are regulatory with probability `treg_fraction_of_cd4`; blasts belong to
+    the CD19-negative or CD19-low clone with the scenario's initial shares.
+    """
     ids = np.arange(pop.next_id, pop.next_id + count, dtype=np.int64)
+    columns = draw_receptors(s, kind, ids, seed, step)
+    if kind == "cd4":
+        columns["regulatory"] = rng.uniforms(seed, ids, step, Purpose.INIT_ROLE) < s.regulation.treg_fraction_of_cd4
+    if kind == "blast":
+        u = rng.uniforms(seed, ids, step, Purpose.INIT_ROLE)
+        a = s.antigen
+        clone = np.where(u < a.cd19_negative_fraction, CLONE_CODE["cd19_negative"],
+                         np.where(u < a.cd19_negative_fraction + a.cd19_low_fraction,
+                                  CLONE_CODE["cd19_low"], CLONE_CODE["cd19_positive"]))
+        factor = np.select([clone == CLONE_CODE["cd19_negative"], clone == CLONE_CODE["cd19_low"]],
+                           [0.0, a.cd19_low_factor], 1.0)
+        columns.update(clone=clone, cd19=columns["cd19"] * factor, pdl1=s.exhaustion.pdl1_blast_level)
+    columns["cd19_set"] = columns["cd19"]
     return pop.add(count, kind=KIND_CODE[kind], comp=comp,
                    x=width_um * rng.uniforms(seed, ids, step, Purpose.INIT_X),
                    y=height_um * rng.uniforms(seed, ids, step, Purpose.INIT_Y),
                    granules=resting_granules(s, kind), granule_step=step, born_step=step,
-                   **draw_receptors(s, kind, ids, seed, step))
+                   **columns)
 
 
-INHERITED = ("kind", "comp", "cd19", "cd3", "granules", "granule_step", "activated_step", "engaged_step")
+INHERITED = ("kind", "comp", "cd19", "cd3", "granules", "granule_step", "activated_step",
+             "engaged_step", "regulatory", "engagements", "clone", "cd19_set", "pdl1")
 
 
 def divide(pop: Population, mothers: np.ndarray, width_um: np.ndarray, height_um: np.ndarray,

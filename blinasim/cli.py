@@ -1,15 +1,16 @@
 """The command line: `blinasim run|resume|scenarios|show|verify|compare`.
 
-Bad input (scenario, file names, existing outputs) ends with one line on stderr and exit
-code 2; an interrupted run with 130 (SIGINT) or 143 (SIGTERM); `verify` and `compare`
-with 1 when the files differ.
+Bad input (scenario, options, file names, existing outputs) ends with one line on stderr,
+``blinasim: error: ...``, and exit code 2, before anything is written; an interrupted run
+with 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP); `verify` and `compare` with 1 when they differ.
 """
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
@@ -19,28 +20,80 @@ class CliError(Exception):
     """A user error reported as one line with exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as the same one line as every other refusal."""
+
+    def error(self, message: str):
+        message = " ".join(message.split())
+        self.exit(EXIT_BAD_INPUT, f"blinasim: error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def _hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of hours, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of hours, got {text!r}")
+    return value
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; allowed 0 to 2**63-1")
+    return value
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, default=1, help="threads of the compiled kernels (results do not depend on it)")
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="threads of the compiled kernels (results do not depend on it)")
     p.add_argument("--quiet", action="store_true", help="no progress display or summary")
-    p.add_argument("--checkpoint-every", type=float, metavar="HOURS", default=None,
-                   help="store the full state in the run file every HOURS of simulated time")
+    p.add_argument("--checkpoint-every", type=_hours, metavar="HOURS", default=None,
+                   help="store the full state in the run file every HOURS of simulated time "
+                        "(rounded up to whole recording intervals)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="blinasim", description="Agent-based simulator of blinatumomab therapy in B-ALL.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="blinasim", description="Agent-based simulator of blinatumomab therapy in B-ALL.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a scenario into an HDF5 run file")
     run.add_argument("scenario", help="path of a YAML scenario, or the name of a bundled one")
-    run.add_argument("--seed", type=int, default=None, help="seed of the random streams (default: the scenario's)")
+    run.add_argument("--seed", type=_seed, default=None, help="seed of the random streams (default: the scenario's)")
     run.add_argument("--out", type=Path, default=None, help="run file to write (default: NAME_seedN.h5)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                      help="override a scenario field, e.g. --set pk.volume_l=4.35 (repeatable)")
     run.add_argument("--force", action="store_true", help="replace an existing run file")
+    run.add_argument("--snapshot-every", type=_hours, metavar="HOURS", default=None,
+                     help="record every live cell (group 'snapshots') every HOURS of simulated time")
     _add_run_options(run)
 
     resume = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
-    resume.add_argument("file", type=Path)
+    resume.add_argument("file", type=Path, help="the run file (or its name when only FILE.partial is left)")
     _add_run_options(resume)
 
     sub.add_parser("scenarios", help="list the bundled scenarios")
@@ -51,20 +104,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("verify", help="rerun a run file's scenario and seed and check every dataset matches")
     verify.add_argument("file", type=Path)
-    verify.add_argument("--threads", type=int, default=1)
+    verify.add_argument("--threads", type=_positive_int, default=1)
 
     compare = sub.add_parser("compare", help="report the first difference between two run files")
     compare.add_argument("a", type=Path)
     compare.add_argument("b", type=Path)
-    compare.add_argument("--rtol", type=float, default=0.0)
-    compare.add_argument("--atol", type=float, default=0.0)
+    compare.add_argument("--rtol", type=_tolerance, default=0.0, help="relative tolerance (default: bit-identical)")
+    compare.add_argument("--atol", type=_tolerance, default=0.0, help="absolute tolerance")
     return parser
 
 
 def _existing_run_file(path: Path) -> Path:
+    import h5py
     if not path.is_file():
         raise CliError(f"{path}: no such run file")
+    if not h5py.is_hdf5(path):
+        raise CliError(f"{path}: not an HDF5 run file")
     return path
+
+
+def _print_summary(summary, quiet: bool) -> None:
+    if not quiet:
+        print("\n".join(summary.lines()))
 
 
 def cmd_run(args, command_line: str) -> int:
@@ -75,18 +136,16 @@ def cmd_run(args, command_line: str) -> int:
     out = args.out or default_out(loaded.scenario.name, seed)
     summary = run_scenario(loaded, out, seed=seed, force=args.force, threads=args.threads,
                            quiet=args.quiet, checkpoint_every_h=args.checkpoint_every,
-                           command_line=command_line)
-    if not args.quiet:
-        print("\n".join(summary.lines()))
+                           snapshot_every_h=args.snapshot_every, command_line=command_line)
+    _print_summary(summary, args.quiet)
     return 0
 
 
-def cmd_resume(args) -> int:
+def cmd_resume(args, command_line: str) -> int:
     from blinasim.run import resume_run
-    summary = resume_run(_existing_run_file(args.file), threads=args.threads, quiet=args.quiet,
-                         checkpoint_every_h=args.checkpoint_every)
-    if not args.quiet:
-        print("\n".join(summary.lines()))
+    summary = resume_run(args.file, threads=args.threads, quiet=args.quiet,
+                         checkpoint_every_h=args.checkpoint_every, command_line=command_line)
+    _print_summary(summary, args.quiet)
     return 0
 
 
@@ -106,20 +165,13 @@ def cmd_show(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from blinasim.run import run_scenario
-    from blinasim.runfile import compare_runs, read_attrs
-    from blinasim.scenario import load_scenario_text
-    path = _existing_run_file(args.file)
-    attrs = read_attrs(path)
-    loaded = load_scenario_text(attrs["scenario_resolved"], filename=f"{path}:scenario_resolved")
-    with tempfile.TemporaryDirectory(prefix="blinasim-verify-") as tmp:
-        rerun = Path(tmp) / "rerun.h5"
-        run_scenario(loaded, rerun, seed=int(attrs["seed"]), threads=args.threads, quiet=True)
-        difference = compare_runs(path, rerun)
-    if difference is None:
-        print(f"{path}: every dataset matches a rerun of its scenario with seed {attrs['seed']}")
+    from blinasim.run import verify_run
+    result = verify_run(_existing_run_file(args.file), threads=args.threads)
+    note = "" if result.complete else " (the file is incomplete: complete=0)"
+    if result.difference is None:
+        print(f"{result.path}: every dataset matches a rerun of its scenario with seed {result.seed}{note}")
         return 0
-    print(f"{path}: differs from its rerun: {difference}")
+    print(f"{result.path}: differs from a rerun with seed {result.seed}{note}: {result.difference}")
     return 1
 
 
@@ -134,30 +186,45 @@ def cmd_compare(args) -> int:
     return 1
 
 
+def _dispatch(args, argv: list[str]) -> int:
+    command_line = shlex.join(["blinasim", *argv])
+    if args.command == "run":
+        return cmd_run(args, command_line)
+    if args.command == "resume":
+        return cmd_resume(args, command_line)
+    if args.command == "scenarios":
+        return cmd_scenarios()
+    if args.command == "show":
+        return cmd_show(args)
+    if args.command == "verify":
+        return cmd_verify(args)
+    return cmd_compare(args)
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
-    from blinasim.run import Interrupted
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already reported on one line
+        return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
+    from blinasim.run import Interrupted, RunError
     from blinasim.runfile import RunFileExists
     from blinasim.scenario import ScenarioError
     try:
-        if args.command == "run":
-            return cmd_run(args, shlex.join(["blinasim", *argv]))
-        if args.command == "resume":
-            return cmd_resume(args)
-        if args.command == "scenarios":
-            return cmd_scenarios()
-        if args.command == "show":
-            return cmd_show(args)
-        if args.command == "verify":
-            return cmd_verify(args)
-        return cmd_compare(args)
-    except (ScenarioError, RunFileExists, CliError) as err:
+        return _dispatch(args, argv)
+    except (ScenarioError, RunFileExists, RunError, CliError) as err:
         print(f"blinasim: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Interrupted as stop:
         print(f"blinasim: {stop}", file=sys.stderr)
         return 128 + stop.signum
+    except KeyboardInterrupt:  # outside a run's own handling (e.g. while loading)
+        print("blinasim: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `blinasim scenarios | head -1`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

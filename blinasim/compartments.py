@@ -25,9 +25,14 @@ class Geometry:
     drug_exposure: np.ndarray
     speed_um_per_min: np.ndarray    # [compartment, kind]
     nucleated_capacity: np.ndarray  # all nucleated cells the slab holds (0 = not set)
+    roles: tuple[str, ...]
 
     def code(self, name: str) -> int | None:
         return self.names.index(name) if name in self.names else None
+
+    def role_code(self, role: str) -> int | None:
+        """The compartment playing a role ('blood', 'marrow', 'vessel_wall', 'cns'), if any."""
+        return self.roles.index(role) if role in self.roles else None
 
 
 def build_geometry(s: Scenario) -> Geometry:
@@ -43,15 +48,16 @@ def build_geometry(s: Scenario) -> Geometry:
                                   dtype=np.float64),
         nucleated_capacity=np.array([round(c.nucleated_cells_per_ul * v)
                                      for (_, c), v in zip(comps, volume_ul)], dtype=np.float64),
+        roles=tuple(c.role for _, c in comps),
     )
 
 
 def migration_graph(s: Scenario) -> nx.DiGraph:
-    """Compartments as nodes, routes as edges with a `rate_per_h` dict per kind."""
+    """Compartments as nodes, routes as edges with a `rate_per_h` dict per kind and a mechanism."""
     graph = nx.DiGraph()
     for name, comp in s.compartments.items():
         graph.add_node(name, volume_ul=comp.width_um * comp.height_um * comp.thickness_um / UM3_PER_UL)
     for index, route in enumerate(s.routes):
-        graph.add_edge(route.source, route.target, index=index,
+        graph.add_edge(route.source, route.target, index=index, mechanism=route.mechanism,
                        rate_per_h={k: route.rate_per_h.get(k) for k in CELL_KINDS})
     return graph

@@ -10,13 +10,19 @@ from blinasim.cells import seed_cells
 from blinasim.compartments import build_geometry, migration_graph
 from blinasim.pk import Pharmacokinetics
 from blinasim.populations import KIND_CODE, Population
+from blinasim.processes.antigen import AntigenDynamics
 from blinasim.processes.b_cells import BCellTurnover
+from blinasim.processes.base import emax
 from blinasim.processes.binding import ReceptorOccupancy
 from blinasim.processes.blasts import BlastGrowth
+from blinasim.processes.cytokines import CYTOKINES, CytokineRelease
+from blinasim.processes.endothelium import EndothelialActivation
 from blinasim.processes.lysis import GranuleLysis
 from blinasim.processes.migration import Migration
 from blinasim.processes.motility import RandomWalk
 from blinasim.processes.pharmacokinetics import DrugConcentration
+from blinasim.processes.protocol import ACTIONS, Protocol
+from blinasim.processes.regulation import TregSuppression
 from blinasim.processes.synapse import SynapseFormation
 from blinasim.processes.t_cells import ActivatedTCellDynamics
 from blinasim.schema import CELL_KINDS, Scenario
@@ -26,14 +32,16 @@ POPULATION_INTERVAL_MIN = 10.0
 """Births, deaths and migration are stepped every 10 minutes (see docs/model.md)."""
 
 KILL_COLUMNS = ("time_h", "killer_id", "target_id", "target_kind", "compartment")
+INTERVENTION_COLUMNS = ("time_h", "action", "value")
 
 
 class BlinaModel(mesa.Model):
     """Cells of every kind and compartment in one struct-of-arrays population.
 
     Each step (`time_step_min` minutes) runs, in order: PK, receptor occupancy, motility,
-    synapse formation and lysis; every ~10 minutes also T-cell expansion/death, blast
-    growth, B-cell turnover and migration, then dead cells are compacted away.
+    synapse formation and lysis; every ~10 minutes also the protocol (interventions, CRS
+    grade), cytokines, Treg suppression, endothelium, CD19 dynamics, T-cell expansion and
+    death, blast growth, B-cell turnover and migration; then dead cells are compacted away.
     """
 
     def __init__(self, scenario: Scenario, seed: int | None = None, threads: int = 1):
@@ -50,10 +58,18 @@ class BlinaModel(mesa.Model):
         self.conc_pg_per_ml = self.pk.conc_pg_per_ml
         self.occ19 = np.zeros(len(self.geometry.names))
         self.occ3 = np.zeros(len(self.geometry.names))
+        self.cytokines_pg_per_ml = np.zeros((len(self.geometry.names), len(CYTOKINES)))
+        self.suppression = np.zeros(len(self.geometry.names))
+        self.endothelial_activation = scenario.endothelium.rest_level
+        self.adhesion_stimulus = 0.0
         self.kills_total = 0
         self._kill_buffer: list[tuple[np.ndarray, ...]] = []
         self.pop = Population()
         self._populate()
+        cns = self.geometry.role_code("cns")
+        self.baseline_cns_t_per_ul = (0.0 if cns is None else
+                                      np.count_nonzero((self.pop.comp == cns) & (self.pop.kind <= KIND_CODE["cd4"]))
+                                      / self.geometry.volume_ul[cns])
         self.processes = self._build_processes()
 
     def _populate(self) -> None:
@@ -68,8 +84,12 @@ class BlinaModel(mesa.Model):
     def _build_processes(self) -> list:
         slow = max(1, int(round(POPULATION_INTERVAL_MIN / self.dt_min)))
         self.population_every_steps = slow
+        self.protocol = Protocol(self, slow)
+        self.protocol.administer_due_doses(self.time_min / 60.0)
         processes = [DrugConcentration(), ReceptorOccupancy(), RandomWalk(self),
                      SynapseFormation(self), GranuleLysis(self),
+                     self.protocol, CytokineRelease(self, slow), TregSuppression(self, slow),
+                     EndothelialActivation(self, slow), AntigenDynamics(self, slow),
                      ActivatedTCellDynamics(self, slow), BlastGrowth(self, slow),
                      BCellTurnover(self, slow)]
         if self.graph.number_of_edges():
@@ -101,13 +121,18 @@ class BlinaModel(mesa.Model):
                                   pop.id[killer_rows].copy(), pop.id[target_rows].copy(),
                                   pop.kind[target_rows].copy(), pop.comp[target_rows].copy()))
 
-    def drain_kills(self) -> dict[str, np.ndarray]:
-        """The kills logged since the last drain, as columns."""
-        if not self._kill_buffer:
-            return {}
-        columns = [np.concatenate(parts) for parts in zip(*self._kill_buffer)]
-        self._kill_buffer.clear()
-        return dict(zip(KILL_COLUMNS, columns))
+    def drain_events(self) -> dict[str, dict[str, np.ndarray]]:
+        """Events logged since the last drain, per table (only tables with new rows)."""
+        tables = {}
+        if self._kill_buffer:
+            tables["kills"] = dict(zip(KILL_COLUMNS, (np.concatenate(p) for p in zip(*self._kill_buffer))))
+            self._kill_buffer.clear()
+        if self.protocol.events:
+            rows = np.array(self.protocol.events, dtype=float)
+            tables["interventions"] = {"time_h": rows[:, 0], "action": rows[:, 1].astype(np.int8),
+                                       "value": rows[:, 2]}
+            self.protocol.events.clear()
+        return tables
 
     # ------------------------------------------------------------------ read-outs
     def observables(self) -> dict[str, float]:
@@ -127,34 +152,95 @@ class BlinaModel(mesa.Model):
             "t_cells_activated": float(np.count_nonzero((pop.alive == 1) & (pop.kind <= KIND_CODE["cd4"])
                                                         & (pop.activated_step >= 0))),
         }
-        blood, marrow = geo.code("blood"), geo.code("marrow")
+        blood, marrow = geo.role_code("blood"), geo.role_code("marrow")
         if blood is not None:
             row["blood_b_per_ul"] = counts[blood, KIND_CODE["b"]] / geo.volume_ul[blood]
             row["blood_t_per_ul"] = counts[blood, t_kinds].sum() / geo.volume_ul[blood]
         if marrow is not None:
             nucleated = max(geo.nucleated_capacity[marrow], counts[marrow].sum(), 1)
             row["marrow_blast_fraction"] = counts[marrow, KIND_CODE["blast"]] / nucleated
+        row.update(self._regulation_observables(blood))
         for c, name in enumerate(geo.names):
             for k, kind in enumerate(CELL_KINDS):
                 row[f"count_{name}_{kind}"] = float(counts[c, k])
         return row
 
+    def _regulation_observables(self, blood: int | None) -> dict[str, float]:
+        """Cytokines, CRS, Tregs, CD19 escape, activation markers, endothelium, CNS."""
+        pop, geo, s = self.pop, self.geometry, self.scenario
+        live = pop.alive == 1
+        t_cell = live & (pop.kind <= KIND_CODE["cd4"])
+        where = t_cell & (pop.comp == blood) if blood is not None else t_cell
+        cd4 = where & (pop.kind == KIND_CODE["cd4"])
+        since_activation = self.steps - pop.activated_step[where]
+        since_engaged = self.steps - pop.engaged_step[where]
+        activated = pop.activated_step[where] >= 0
+        per_h = 60.0 / self.dt_min
+        m = s.markers
+        cd69 = activated & (since_activation >= m.cd69_onset_h * per_h) & (since_engaged <= m.cd69_persist_h * per_h)
+        cd25 = activated & (since_activation >= m.cd25_onset_h * per_h) & (since_engaged <= m.cd25_persist_h * per_h)
+        n_t = max(1, int(where.sum()))
+        blasts = live & (pop.kind == KIND_CODE["blast"])
+        row = {f"{name}_pg_per_ml": (self.cytokines_pg_per_ml[blood, i] if blood is not None else math.nan)
+               for i, name in enumerate(CYTOKINES)}
+        wall, cns = geo.role_code("vessel_wall"), geo.role_code("cns")
+        cns_t = int(np.count_nonzero(t_cell & (pop.comp == cns))) if cns is not None else 0
+        row.update({
+            "infusion_ug_per_day": self.pk.rate_ug_per_h(max(0.0, self.time_min - self.dt_min)) * 24.0,
+            "il6_signal_pg_per_ml": self.protocol.il6_signal(self) if blood is not None else math.nan,
+            "crs_grade": float(self.protocol.crs_grade),
+            "treg_fraction_of_cd4": float(np.count_nonzero(pop.regulatory[cd4])) / max(1, int(cd4.sum())),
+            "blasts_cd19neg": float(np.count_nonzero(blasts & (pop.cd19_set <= 0.0))),
+            "cd69_pos_fraction": float(np.count_nonzero(cd69)) / n_t,
+            "cd25_pos_fraction": float(np.count_nonzero(cd25)) / n_t,
+            "endothelial_activation": self.endothelial_activation,
+            "t_adhered_endothelium": float(np.count_nonzero(t_cell & (pop.comp == wall))) if wall is not None else 0.0,
+            "cns_t_cells": float(cns_t),
+            "neurotox_index": self._neurotox_index(cns_t, blood),
+        })
+        return row
+
+    def _neurotox_index(self, cns_t: int, blood: int | None) -> float:
+        """1 - exp(-(CNS T density above baseline / ref) (1 + (IL-6 signal + IFN-gamma) / c_ref))."""
+        cns = self.geometry.role_code("cns")
+        if cns is None:
+            return 0.0
+        n = self.scenario.neurotoxicity
+        density = max(0.0, cns_t / self.geometry.volume_ul[cns] - self.baseline_cns_t_per_ul)
+        cytokines = 0.0
+        if blood is not None:
+            cytokines = self.protocol.il6_signal(self) + self.cytokines_pg_per_ml[blood, CYTOKINES.index("ifng")]
+        return float(-math.expm1(-(density / n.cns_t_per_ul_ref) * (1.0 + cytokines / n.cytokine_ref_pg_per_ml)))
+
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:
         """Everything that changes during a run (the scenario and seed rebuild the rest)."""
         state = self.pop.state()
+        state.update(self.pk.state())
+        state.update(self.protocol.state())
         state.update({"model.steps": self.steps, "model.conc_pg_per_ml": self.conc_pg_per_ml,
-                      "model.kills_total": self.kills_total})
+                      "model.kills_total": self.kills_total,
+                      "model.cytokines_pg_per_ml": self.cytokines_pg_per_ml.copy(),
+                      "model.suppression": self.suppression.copy(),
+                      "model.endothelial_activation": self.endothelial_activation,
+                      "model.adhesion_stimulus": self.adhesion_stimulus})
         return state
 
     def restore(self, state) -> None:
         """Continue from a state saved by `state()` at a step boundary."""
         self.pop = Population.from_state(state)
         self.steps = int(state["model.steps"])
-        self.conc_pg_per_ml = self.pk.conc_pg_per_ml = float(state["model.conc_pg_per_ml"])
+        self.pk.restore(state)
+        self.conc_pg_per_ml = float(state["model.conc_pg_per_ml"])
         self.kills_total = int(state["model.kills_total"])
+        self.cytokines_pg_per_ml = np.array(state["model.cytokines_pg_per_ml"], dtype=float).reshape(self.cytokines_pg_per_ml.shape)
+        self.suppression = np.array(state["model.suppression"], dtype=float)
+        self.endothelial_activation = float(state["model.endothelial_activation"])
+        self.adhesion_stimulus = float(state["model.adhesion_stimulus"])
         self._kill_buffer.clear()
         self.processes = self._build_processes()
+        self.protocol.restore(state)
+        self.protocol.events.clear()
 
 
 VARIABLE_META = {
@@ -167,6 +253,22 @@ VARIABLE_META = {
     "synapses": ("cells", "T cells in a bridged synapse"),
     "kills_cumulative": ("cells", "targets killed since the start"),
     "t_cells_activated": ("cells", "live T cells ever activated by a synapse"),
+    "il2_pg_per_ml": ("pg/mL", "serum IL-2"),
+    "il6_pg_per_ml": ("pg/mL", "serum IL-6"),
+    "il10_pg_per_ml": ("pg/mL", "serum IL-10"),
+    "ifng_pg_per_ml": ("pg/mL", "serum IFN-gamma"),
+    "tnfa_pg_per_ml": ("pg/mL", "serum TNF-alpha"),
+    "infusion_ug_per_day": ("ug/day", "infusion rate in force"),
+    "il6_signal_pg_per_ml": ("pg/mL", "serum IL-6 not blocked by tocilizumab (IL-6 signalling)"),
+    "crs_grade": ("1", "cytokine release syndrome grade (0-4) from IL-6 signalling"),
+    "treg_fraction_of_cd4": ("1", "regulatory T cells / CD4 T cells in blood"),
+    "blasts_cd19neg": ("cells", "live blasts without heritable surface CD19"),
+    "cd69_pos_fraction": ("1", "CD69+ share of blood T cells"),
+    "cd25_pos_fraction": ("1", "CD25+ share of blood T cells"),
+    "endothelial_activation": ("1", "endothelial activation (ICAM-1, VCAM-1, P-selectin, Ang-2)"),
+    "t_adhered_endothelium": ("cells", "T cells adhered to the vessel wall"),
+    "cns_t_cells": ("cells", "T cells in the CNS compartment"),
+    "neurotox_index": ("1", "neurotoxicity index 0-1 from CNS T cells and serum cytokines"),
 }
 
 

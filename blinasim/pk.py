@@ -45,10 +45,50 @@ class Pharmacokinetics:
         self.elimination_per_h = pk.clearance_l_per_h / pk.volume_l
         self.periods = infusion_periods(schedule)
         self.conc_pg_per_ml = pk.fixed_pg_per_ml if pk.model == "fixed" else 0.0
+        self.interrupted = False
+        self.restart_ug_per_h = 0.0
+        self.restart_until_min = -1.0
+
+    def scheduled_rate(self, time_min: float) -> float:
+        """Infusion rate the schedule sets at time_min (periods are half-open [start, end))."""
+        return sum(p.ug_per_h for p in self.periods if p.start_min <= time_min < p.end_min)
 
     def rate_ug_per_h(self, time_min: float) -> float:
-        """Infusion rate in force at time_min (periods are half-open [start, end))."""
-        return sum(p.ug_per_h for p in self.periods if p.start_min <= time_min < p.end_min)
+        """Rate actually infused: the schedule, unless interrupted or in a restart window."""
+        scheduled = self.scheduled_rate(time_min)
+        if self.interrupted:
+            return 0.0
+        if time_min < self.restart_until_min and scheduled > 0.0:
+            return min(scheduled, self.restart_ug_per_h)
+        return scheduled
+
+    def step_up_times_min(self) -> list[float]:
+        """Start times (after time 0) of infusions that start afresh or raise the rate."""
+        times, previous_rate, previous_end = [], 0.0, 0.0
+        for p in self.periods:
+            if p.start_min > 0 and (p.start_min > previous_end or p.ug_per_h > previous_rate):
+                times.append(p.start_min)
+            previous_rate, previous_end = p.ug_per_h, p.end_min
+        return times
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+
+    def restart(self, time_min: float, ug_per_h: float, duration_min: float) -> None:
+        """Resume at a reduced rate for a while, then follow the schedule again."""
+        self.interrupted = False
+        self.restart_ug_per_h = ug_per_h
+        self.restart_until_min = time_min + duration_min
+
+    def state(self) -> dict:
+        return {"pk.conc_pg_per_ml": self.conc_pg_per_ml, "pk.interrupted": int(self.interrupted),
+                "pk.restart_ug_per_h": self.restart_ug_per_h, "pk.restart_until_min": self.restart_until_min}
+
+    def restore(self, state) -> None:
+        self.conc_pg_per_ml = float(state["pk.conc_pg_per_ml"])
+        self.interrupted = bool(int(state["pk.interrupted"]))
+        self.restart_ug_per_h = float(state["pk.restart_ug_per_h"])
+        self.restart_until_min = float(state["pk.restart_until_min"])
 
     def steady_state_pg_per_ml(self, rate_ug_per_h: float) -> float:
         return PG_PER_ML_PER_UG_PER_L * rate_ug_per_h / self.clearance_l_per_h

@@ -37,7 +37,15 @@ COLUMNS: dict[str, tuple[type, float]] = {
     "engaged_step": (np.int32, NEVER),    # most recent bridged synapse (T cells)
     "kills": (np.int32, 0),
     "born_step": (np.int32, 0),
+    "regulatory": (np.uint8, 0),       # 1 = regulatory T cell (a CD4 T cell that suppresses)
+    "engagements": (np.int16, 0),      # synapses made so far (T cells; drives PD-1 and AICD)
+    "clone": (np.int8, 0),             # blast CD19 clone: see CLONE_CODE
+    "cd19_set": (np.float32, 0.0),     # heritable surface CD19 the cell returns to when free
+    "pdl1": (np.float32, 0.0),         # PD-L1 level 0..1 (blasts)
 }
+
+CLONE_CODE = {"cd19_positive": 0, "cd19_low": 1, "cd19_negative": 2, "myeloid": 3}
+"""Blast clones: parental, CD81-loss (low CD19), CD19 exon-2 deletion, lineage switch."""
 
 
 class Population:

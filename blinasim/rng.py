@@ -18,13 +18,15 @@ MASK64 = (1 << 64) - 1
 
 
 class Purpose(IntEnum):
-    """What a draw is for; TURN and BRIDGE are used inside kernels (counter_rng.pxi)."""
+    """What a draw is for; TURN, BRIDGE and HIT are used inside kernels (counter_rng.pxi)."""
     TURN = 1
     BRIDGE = 3
+    HIT = 4
     INIT_X = 10
     INIT_Y = 11
     INIT_CD19 = 12
     INIT_CD3 = 13
+    INIT_ROLE = 14
     PROLIFERATE = 20
     DAUGHTER_ANGLE = 21
     DIE = 22
@@ -32,6 +34,7 @@ class Purpose(IntEnum):
     ARRIVE_X = 24
     ARRIVE_Y = 25
     PRODUCE = 26
+    LINEAGE_SWITCH = 27
 
 
 def uniforms(seed: int, ids: np.ndarray, step: int, purpose: Purpose, extra: int = 0) -> np.ndarray:
@@ -46,10 +49,19 @@ def normals(seed: int, ids: np.ndarray, step: int, purpose: Purpose) -> np.ndarr
     return np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)
 
 
+POISSON_CHUNK = 100.0
+"""Means above this are split into chunks (exp(-mean) would underflow for large means)."""
+
+
 def poisson(seed: int, key: int, step: int, purpose: Purpose, mean: float) -> int:
-    """A Poisson count by inversion of one keyed uniform (for small means)."""
-    u = float(uniforms(seed, np.array([key]), step, purpose)[0])
-    k, p = 0, np.exp(-mean)
+    """A Poisson count by inversion of keyed uniforms, summed over chunks of the mean."""
+    chunks = max(1, int(np.ceil(mean / POISSON_CHUNK)))
+    u = np.array([float(uniforms(seed, np.array([key]), step, purpose, extra)[0]) for extra in range(chunks)])
+    return sum(_poisson_by_inversion(float(x), mean / chunks) for x in u)
+
+
+def _poisson_by_inversion(u: float, mean: float) -> int:
+    k, p = 0, float(np.exp(-mean))
     cumulative = p
     while u > cumulative and p > 0.0:
         k += 1

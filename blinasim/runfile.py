@@ -6,14 +6,27 @@ Layout
 - ``timeseries/``: ``time_h`` (an unlimited dimension scale) and one 1-D dataset per variable;
 - ``events/<table>/``: one 1-D dataset per column sharing the dimension scale ``event``
   (row numbers 0..n-1); coded columns carry CF ``flag_values``/``flag_meanings``;
-- ``checkpoint/`` (optional): attrs ``step``, ``timeseries_rows``, ``events_rows_<table>``
-  and a subgroup ``state`` holding the saved arrays (datasets) and scalars (attributes).
+- ``snapshots/`` (optional): per-cell snapshots, stored flat so that they stream like event
+  tables. ``snapshots/cells/`` holds one row per (snapshot, cell): a ``time_h`` column and the
+  caller's columns, sharing the dimension scale ``row`` (0..n-1); ``snapshots/times/`` holds
+  one row per snapshot: ``time_h`` (its dimension scale), ``first_row`` and ``rows``, the
+  slice of ``snapshots/cells`` that snapshot occupies;
+- ``checkpoint/`` (optional): attrs ``step``, ``timeseries_rows``, ``events_rows_<table>``,
+  ``snapshots_rows_<table>`` (row counts at the checkpoint), a subgroup ``tails/<key>/`` per
+  table with its rows that were not yet written to it (less than a chunk), and a subgroup
+  ``state`` holding the saved arrays (datasets) and scalars (attributes).
 
-Both data groups open with ``xarray.open_dataset(path, engine="h5netcdf", group=...)``.
+All data groups open with ``xarray.open_dataset(path, engine="h5netcdf", group=...)``.
 Rows are buffered in fixed-size numpy arrays and appended to chunked, compressed datasets,
 so memory does not grow with run length. A run is written to ``<path>.partial`` and renamed
 to ``<path>`` by :meth:`RunWriter.close`; a writer abandoned without ``close`` leaves only
 the ``.partial`` file.
+
+Crash safety: while a run goes, tables are written only in whole chunks, each once, and a
+checkpoint is flushed to disk next to the previous one before that one is deleted. No data
+the last flush left on disk is therefore moved or overwritten before the next flush, so a process
+killed at any moment (SIGKILL) leaves a ``.partial`` file whose last checkpoint is intact:
+:meth:`RunWriter.reopen_for_resume` cuts the tables back to it and continues.
 
 Interruption: :meth:`RunWriter.flush` only advances its counters once every dataset has been
 written, so it (and :meth:`RunWriter.close`) can be re-run after being interrupted by a
@@ -140,14 +153,22 @@ def _create_column(group: h5py.Group, col: Column, scale: h5py.Dataset | None) -
 
 
 class _Table:
-    """Buffered appends to a group of equal-length 1-D datasets; ``index`` is a generated row number."""
+    """Buffered appends to a group of equal-length 1-D datasets; ``index`` is a generated row number.
+
+    While a run goes, only whole chunks are written (:meth:`write_chunks`), each exactly once,
+    so a chunk on disk is never rewritten, moved or freed before the file is closed: what the
+    last HDF5 flush left on disk stays valid even if the process is killed afterwards. The
+    rows of the last, incomplete chunk stay in the buffer; a checkpoint stores them
+    (:meth:`tail`) and :meth:`flush` writes them when the file is closed.
+    """
 
     def __init__(self, group: h5py.Group, index: str | None, buffer_rows: int):
         self.datasets = {name: group[name] for name in sorted(group)}
         self.index = index
         self.inputs = [name for name in self.datasets if name != index]
-        self.cap = buffer_rows
-        self.buf = {name: np.empty(buffer_rows, ds.dtype) for name, ds in self.datasets.items()}
+        self.chunk = min((ds.chunks or (CHUNK_ROWS,))[0] for ds in self.datasets.values())
+        self.cap = -(-max(buffer_rows, self.chunk) // self.chunk) * self.chunk
+        self.buf = {name: np.empty(self.cap, ds.dtype) for name, ds in self.datasets.items()}
         self.n = 0
         self.disk = min(ds.shape[0] for ds in self.datasets.values())
 
@@ -157,7 +178,7 @@ class _Table:
 
     def append_one(self, values: Mapping[str, Any]) -> None:
         if self.n == self.cap:
-            self.flush()
+            self.write_chunks()
         for name in self.inputs:
             self.buf[name][self.n] = values[name]
         self.n += 1
@@ -166,8 +187,14 @@ class _Table:
         done = 0
         while done < count:
             if self.n == self.cap:
-                self.flush()
-            take = min(self.cap - self.n, count - done)
+                self.write_chunks()
+            left = count - done
+            if self.n == 0 and self.disk % self.chunk == 0 and left >= self.chunk:
+                whole = left // self.chunk * self.chunk  # whole chunks straight to the file
+                self._write({name: arrays[name][done:done + whole] for name in self.inputs}, whole)
+                done += whole
+                continue
+            take = min(self.cap - self.n, left)
             dst = slice(self.n, self.n + take)
             for name in self.inputs:
                 self.buf[name][dst] = arrays[name][done:done + take]
@@ -176,23 +203,54 @@ class _Table:
             self.n += take
             done += take
 
-    def flush(self) -> None:
-        """Write buffered rows; counters move only after every dataset is written (re-runnable)."""
-        if self.n == 0:
-            return
-        start, stop = self.disk, self.disk + self.n
+    def _write(self, arrays: Mapping[str, np.ndarray], count: int) -> None:
+        """Write `count` rows after the disk rows; the counter moves only once all are written."""
+        start, stop = self.disk, self.disk + count
         for name, ds in self.datasets.items():
             ds.resize((stop,))
-            ds[start:stop] = self.buf[name][:self.n]
-        self.disk, self.n = stop, 0
+            if name == self.index and name not in arrays:
+                ds[start:stop] = np.arange(start, stop, dtype=ds.dtype)
+            else:
+                ds[start:stop] = np.asarray(arrays[name][:count], dtype=ds.dtype)
+        self.disk = stop
 
-    def truncate(self, rows: int) -> None:
-        self.flush()
+    def write_chunks(self) -> None:
+        """Write the buffered rows that complete chunks; keep the rest (re-runnable)."""
+        count = (self.disk + self.n) // self.chunk * self.chunk - self.disk
+        if count <= 0:
+            return
+        self._write({name: buf[:count] for name, buf in self.buf.items()}, count)
+        for buf in self.buf.values():
+            buf[:self.n - count] = buf[count:self.n].copy()
+        self.n -= count
+
+    def flush(self) -> None:
+        """Write every buffered row, the incomplete last chunk too (re-runnable)."""
+        if self.n == 0:
+            return
+        count = self.n
+        self._write({name: buf[:count] for name, buf in self.buf.items()}, count)
+        self.n = 0
+
+    def tail(self) -> dict[str, np.ndarray]:
+        """The buffered rows, not yet on disk (after :meth:`write_chunks`, less than a chunk)."""
+        return {name: buf[:self.n].copy() for name, buf in self.buf.items()}
+
+    def restore(self, disk_rows: int, tail: Mapping[str, np.ndarray]) -> None:
+        """Cut the datasets to `disk_rows` and buffer `tail` after them (resuming a checkpoint)."""
         for name, ds in self.datasets.items():
-            if ds.shape[0] < rows:
-                raise ValueError(f"{ds.name} has {ds.shape[0]} rows, fewer than the checkpoint's {rows}")
-            ds.resize((rows,))
-        self.disk = rows
+            if ds.shape[0] < disk_rows:
+                raise ValueError(f"{ds.name} has {ds.shape[0]} rows, fewer than the checkpoint's {disk_rows}")
+        if set(tail) != set(self.datasets):
+            raise ValueError(f"the checkpoint's rows of {sorted(self.datasets)} are missing or different")
+        count = len(next(iter(tail.values()))) if tail else 0
+        if count > self.cap:
+            raise ValueError(f"the checkpoint holds {count} buffered rows, more than the buffer's {self.cap}")
+        for ds in self.datasets.values():
+            ds.resize((disk_rows,))
+        self.disk, self.n = disk_rows, count
+        for name, buf in self.buf.items():
+            buf[:count] = tail[name]
 
 
 class RunWriter:
@@ -200,11 +258,12 @@ class RunWriter:
 
     def __init__(self, path: str | os.PathLike, *, attrs: Mapping[str, Any],
                  variables: Sequence[Column], event_tables: Mapping[str, Sequence[Column]],
+                 snapshot_columns: Sequence[Column] | None = None,
                  force: bool = False, buffer_rows: int = 1024):
         path = pathlib.Path(path)
         if path.exists() and not force:
             raise RunFileExists(f"run file {path} already exists; use --force to overwrite it")
-        _validate(attrs, variables, event_tables, buffer_rows)
+        _validate(attrs, variables, event_tables, buffer_rows, snapshot_columns)
         partial = _partial_of(path)
         partial.unlink(missing_ok=True)
         f = h5py.File(partial, "w")
@@ -224,11 +283,25 @@ class RunWriter:
                 index.make_scale("event")
                 for col in columns:
                     _create_column(group, col, index)
+            if snapshot_columns is not None:
+                snaps = f.create_group("snapshots")
+                cells = snaps.create_group("cells")
+                row = _create_column(cells, Column("row", "int64", "", "row number"), None)
+                row.make_scale("row")
+                _create_column(cells, Column("time_h", "float64", "h", "time of the snapshot"), row)
+                for col in snapshot_columns:
+                    _create_column(cells, col, row)
+                times = snaps.create_group("times")
+                stamp = _create_column(times, Column("time_h", "float64", "h", "time of the snapshot"), None)
+                stamp.make_scale("time_h")
+                _create_column(times, Column("first_row", "int64", "", "first row of the snapshot in cells"), stamp)
+                _create_column(times, Column("rows", "int64", "", "rows (live cells) of the snapshot"), stamp)
         except BaseException:
             f.close()
             partial.unlink(missing_ok=True)
             raise
         self._bind(path, f, buffer_rows)
+        f.flush()  # from now on a killed run leaves a readable .partial with its attributes
 
     def _bind(self, path: pathlib.Path, f: h5py.File, buffer_rows: int) -> None:
         self.path, self.partial_path = path, _partial_of(path)
@@ -237,6 +310,26 @@ class RunWriter:
         self._series = _Table(f["timeseries"], None, buffer_rows)
         self._variables = [name for name in self._series.inputs if name != "time_h"]
         self._events = {name: _Table(group, "event", buffer_rows) for name, group in f["events"].items()}
+        self._snapshots: dict[str, _Table] = {}
+        if "snapshots" in f:
+            self._snapshots = {"cells": _Table(f["snapshots/cells"], "row", buffer_rows),
+                               "times": _Table(f["snapshots/times"], None, buffer_rows)}
+
+    def _tables(self) -> dict[str, _Table]:
+        """Every streamed table by the name its checkpoint row count uses."""
+        tables = {"timeseries_rows": self._series}
+        tables.update({f"events_rows_{name}": table for name, table in self._events.items()})
+        tables.update({f"snapshots_rows_{name}": table for name, table in self._snapshots.items()})
+        return tables
+
+    @property
+    def has_snapshots(self) -> bool:
+        return bool(self._snapshots)
+
+    @property
+    def has_checkpoint(self) -> bool:
+        """Whether the open file holds a checkpoint (so the run can be resumed)."""
+        return bool(self._file) and "checkpoint" in self._file
 
     def set_attrs(self, attrs: Mapping[str, Any]) -> None:
         """Add or replace root attributes (e.g. to record a resume); ``complete`` is reserved."""
@@ -271,30 +364,75 @@ class RunWriter:
                 raise TypeError(f"events/{table}/{name}: cannot store {arr.dtype} as {target.buf[name].dtype}")
         target.append_many(arrays, lengths.pop())
 
+    def append_snapshot(self, time_h: float, columns: Mapping[str, np.ndarray]) -> None:
+        """Append one per-cell snapshot: equal-length 1-D arrays, one per snapshot column.
+
+        The rows are streamed through the same fixed-size buffers as events (long snapshots
+        go straight to the file), so memory does not grow with the number of snapshots.
+        """
+        self._open_file()
+        if not self._snapshots:
+            raise KeyError("this run file was created without snapshot columns")
+        cells, times = self._snapshots["cells"], self._snapshots["times"]
+        expected = [name for name in cells.inputs if name != "time_h"]
+        if set(columns) != set(expected):
+            raise KeyError(f"snapshots: expected columns {expected}, got {sorted(columns)}")
+        arrays = {name: np.asarray(value) for name, value in columns.items()}
+        lengths = {arr.shape[0] if arr.ndim == 1 else -1 for arr in arrays.values()}
+        if len(lengths) != 1 or -1 in lengths:
+            raise ValueError("snapshots: columns must be 1-D arrays of equal length")
+        for name, arr in arrays.items():
+            if not np.can_cast(arr.dtype, cells.buf[name].dtype, "same_kind"):
+                raise TypeError(f"snapshots/cells/{name}: cannot store {arr.dtype} as {cells.buf[name].dtype}")
+        count = lengths.pop()
+        first = cells.rows
+        arrays["time_h"] = np.full(count, time_h, dtype=np.float64)
+        cells.append_many(arrays, count)
+        times.append_one({"time_h": time_h, "first_row": first, "rows": count})
+
     def flush(self) -> None:
-        """Write all buffered rows to the file and flush HDF5's caches to the OS."""
+        """Write all buffered rows to the file and flush HDF5's caches to the OS.
+
+        This writes incomplete chunks, which later rows rewrite; a run that may be killed
+        relies on :meth:`save_checkpoint` instead, which never rewrites a chunk.
+        """
         f = self._open_file()
-        self._series.flush()
-        for table in self._events.values():
+        for table in self._tables().values():
             table.flush()
         f.flush()
 
     def save_checkpoint(self, step: int, state: Mapping[str, Any]) -> None:
-        """Replace the checkpoint with ``state`` and the current row counts; fsyncs the file."""
+        """Replace the checkpoint with ``state`` and the current row counts; fsyncs the file.
+
+        Whole chunks are written to the tables; the rows of their incomplete last chunks are
+        stored in the checkpoint (``checkpoint/tails``) instead, so that no chunk written
+        before this checkpoint is ever rewritten while the run goes on. The checkpoint is
+        built as ``checkpoint.tmp`` (marked ``saved=1`` when whole) and then renamed.
+        """
         for key in state:
             _check_name(key, "checkpoint entry")
-        self.flush()
         f = self._open_file()
+        tables = self._tables()
+        for table in tables.values():
+            table.write_chunks()
         if "checkpoint.tmp" in f:
             del f["checkpoint.tmp"]
         group = f.create_group("checkpoint.tmp")
         group.attrs["step"] = int(step)
-        group.attrs["timeseries_rows"] = self._series.rows
-        for name, table in self._events.items():
-            group.attrs[f"events_rows_{name}"] = table.rows
+        tails = group.create_group("tails")
+        for key, table in tables.items():
+            group.attrs[key] = table.rows
+            rows = tails.create_group(key)
+            for name, values in table.tail().items():
+                rows.create_dataset(name, data=values)
         saved = group.create_group("state")
         for key, value in state.items():
             _put_state(saved, key, value)
+        group.attrs["saved"] = 1
+        # The new checkpoint goes to disk next to the old one before the old one is deleted:
+        # space freed by the deletion is then only reused after the second flush, so a
+        # process killed at any point leaves at least one whole checkpoint on disk.
+        f.flush()
         if "checkpoint" in f:
             del f["checkpoint"]
         f.move("checkpoint.tmp", "checkpoint")
@@ -328,13 +466,14 @@ class RunWriter:
         return False
 
     @classmethod
-    def reopen_for_resume(cls, path: str | os.PathLike, *,
-                          buffer_rows: int = 1024) -> tuple[RunWriter, int, dict]:
+    def reopen_for_resume(cls, path: str | os.PathLike, *, buffer_rows: int = 1024,
+                          restart_without_checkpoint: bool = False) -> tuple[RunWriter, int, dict | None]:
         """Reopen an incomplete run at its checkpoint, dropping rows written after it.
 
         Uses ``path``, or ``path.partial`` if ``path`` does not exist (a run killed before
         ``close``). The new rows go to ``path.partial`` until :meth:`close`.
-        Returns ``(writer, checkpoint_step, state)``.
+        Returns ``(writer, checkpoint_step, state)``. A run without a checkpoint is refused,
+        or with ``restart_without_checkpoint`` emptied to start over: ``(writer, 0, None)``.
         """
         path = pathlib.Path(path)
         partial = _partial_of(path)
@@ -344,39 +483,58 @@ class RunWriter:
         with h5py.File(source, "r") as f:
             if int(f.attrs.get("complete", 0)) == 1:
                 raise ValueError(f"run file {source} is complete; there is nothing to resume")
-            if "checkpoint" not in f:
+            if not ({"checkpoint", "checkpoint.tmp"} & set(f)) and not restart_without_checkpoint:
                 raise ValueError(f"run file {source} has no checkpoint; it cannot be resumed")
         if source != partial:
             os.replace(source, partial)
-        writer = cls.__new__(cls)
-        writer._bind(path, h5py.File(partial, "r+"), buffer_rows)
-        f = writer._file
-        if "checkpoint.tmp" in f:
-            del f["checkpoint.tmp"]
-        step, state = _read_checkpoint(f)
-        meta = f["checkpoint"].attrs
-        writer._series.truncate(int(meta["timeseries_rows"]))
-        for name, table in writer._events.items():
-            table.truncate(int(meta[f"events_rows_{name}"]))
-        f.flush()
+        f = h5py.File(partial, "r+")
+        try:
+            writer = cls.__new__(cls)
+            writer._bind(path, f, buffer_rows)
+            found = _usable_checkpoint(f, source, writer._tables())
+            if found is not None:
+                name, step, state, rows, tails = found
+                for key, table in writer._tables().items():
+                    table.restore(rows[key] - _length(tails[key]), tails[key])
+                if name != "checkpoint":  # killed between saving a checkpoint and renaming it
+                    if "checkpoint" in f:
+                        del f["checkpoint"]
+                    f.move(name, "checkpoint")
+            elif restart_without_checkpoint:
+                step, state = 0, None
+                for table in writer._tables().values():
+                    table.restore(0, {name: ds[:0] for name, ds in table.datasets.items()})
+            else:
+                raise ValueError(f"run file {source} has no readable checkpoint; it cannot be resumed")
+            if "checkpoint.tmp" in f:
+                del f["checkpoint.tmp"]
+            f.flush()
+        except BaseException:
+            f.close()
+            raise
         return writer, step, state
 
 
 def _validate(attrs: Mapping[str, Any], variables: Sequence[Column],
-              event_tables: Mapping[str, Sequence[Column]], buffer_rows: int) -> None:
+              event_tables: Mapping[str, Sequence[Column]], buffer_rows: int,
+              snapshot_columns: Sequence[Column] | None = None) -> None:
     if "complete" in attrs:
         raise ValueError("the 'complete' attribute is managed by the writer")
     if buffer_rows < 1:
         raise ValueError("buffer_rows must be at least 1")
     for table in event_tables:
         _check_name(table, "event table")
-    for owner, columns, reserved in [("timeseries", variables, "time_h")] + [
-            (f"events/{t}", cols, "event") for t, cols in event_tables.items()]:
+    owners = [("timeseries", variables, ("time_h",))]
+    owners += [(f"events/{t}", cols, ("event",)) for t, cols in event_tables.items()]
+    if snapshot_columns is not None:
+        owners.append(("snapshots/cells", snapshot_columns, ("row", "time_h")))
+    for owner, columns, reserved in owners:
         names = [col.name for col in columns]
         for name in names:
             _check_name(name, f"{owner} column")
-        if reserved in names or len(set(names)) != len(names):
-            raise ValueError(f"{owner}: column names must be unique and not {reserved!r}")
+        if set(reserved) & set(names) or len(set(names)) != len(names):
+            raise ValueError(f"{owner}: column names must be unique and not "
+                             f"{' or '.join(map(repr, reserved))}")
 
 
 def _put_state(group: h5py.Group, key: str, value: Any) -> None:
@@ -394,8 +552,7 @@ def _put_state(group: h5py.Group, key: str, value: Any) -> None:
         raise TypeError(f"checkpoint entry {key!r}: cannot store a {type(value).__name__}")
 
 
-def _read_checkpoint(f: h5py.File) -> tuple[int, dict]:
-    group = f["checkpoint"]
+def _read_checkpoint(group: h5py.Group) -> tuple[int, dict]:
     saved = group["state"]
     state: dict[str, Any] = {key: _plain(value) for key, value in saved.attrs.items()}
     for key, ds in saved.items():
@@ -404,6 +561,49 @@ def _read_checkpoint(f: h5py.File) -> tuple[int, dict]:
         else:
             state[key] = ds[...]
     return int(group.attrs["step"]), state
+
+
+def _length(columns: Mapping[str, np.ndarray]) -> int:
+    return len(next(iter(columns.values()))) if columns else 0
+
+
+def _usable_checkpoint(f: h5py.File, source: pathlib.Path, tables: Mapping[str, _Table]):
+    """``(name, step, state, rows, tails)`` of the newest checkpoint that reads whole, or None.
+
+    ``checkpoint`` is tried first, then a ``checkpoint.tmp`` marked saved (a run killed
+    while replacing its checkpoint). ``rows`` maps each table's key to its row count and
+    ``tails`` to its rows that are not in the table (older layouts: read from the table).
+    """
+    problems = []
+    for name in ("checkpoint", "checkpoint.tmp"):
+        group = f.get(name)
+        if not isinstance(group, h5py.Group) or (name != "checkpoint" and group.attrs.get("saved") != 1):
+            continue
+        try:
+            step, state = _read_checkpoint(group)
+            rows, tails = {}, {}
+            for key, table in tables.items():
+                if key not in group.attrs:
+                    raise ValueError(f"it does not record {key}")
+                rows[key] = int(group.attrs[key])
+                if "tails" in group and key in group["tails"]:
+                    tails[key] = {col: ds[...] for col, ds in group["tails"][key].items()}
+                else:  # an older layout without tails: the rows are all in the table
+                    if any(ds.shape[0] < rows[key] for ds in table.datasets.values()):
+                        raise ValueError(f"the table has fewer rows than its {key} ({rows[key]})")
+                    first = rows[key] // table.chunk * table.chunk
+                    tails[key] = {col: ds[first:rows[key]] for col, ds in table.datasets.items()}
+            return name, step, state, rows, tails
+        except (OSError, KeyError, ValueError) as exc:  # unreadable: try the other one
+            problems.append(f"{name}: {_first_line(exc)}")
+    if problems:
+        raise ValueError(f"run file {source}: no usable checkpoint ({'; '.join(problems)})")
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def read_attrs(path: str | os.PathLike) -> dict:
@@ -428,10 +628,33 @@ def read_events(path: str | os.PathLike, table: str) -> dict[str, np.ndarray]:
         return {name: group[name][...] for name in sorted(group) if name != "event"}
 
 
+def read_snapshot_times(path: str | os.PathLike) -> np.ndarray:
+    """Times (h) of the per-cell snapshots of a run file (empty if it has none)."""
+    with h5py.File(path, "r") as f:
+        if "snapshots" not in f:
+            return np.empty(0)
+        return f["snapshots/times/time_h"][...]
+
+
+def read_snapshot(path: str | os.PathLike, index: int) -> dict[str, np.ndarray]:
+    """The per-cell columns of snapshot number ``index`` (as in :func:`read_snapshot_times`)."""
+    with h5py.File(path, "r") as f:
+        if "snapshots" not in f:
+            raise KeyError(f"{path} has no snapshots")
+        times = f["snapshots/times"]
+        count = times["time_h"].shape[0]
+        if not -count <= index < count:
+            raise IndexError(f"{path} has {count} snapshot(s); there is no snapshot {index}")
+        first, rows = int(times["first_row"][index]), int(times["rows"][index])
+        cells = f["snapshots/cells"]
+        return {name: cells[name][first:first + rows] for name in sorted(cells)
+                if name not in ("row", "time_h")}
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[int, dict] | None:
     """``(step, state)`` of the run file's checkpoint, or None if it has none."""
     with h5py.File(path, "r") as f:
-        return _read_checkpoint(f) if "checkpoint" in f else None
+        return _read_checkpoint(f["checkpoint"]) if "checkpoint" in f else None
 
 
 def compare_runs(path_a: str | os.PathLike, path_b: str | os.PathLike, *,

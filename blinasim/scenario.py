@@ -576,9 +576,11 @@ schedule:
         - {from_day: 8, to_day: 28, ug_per_day: 28}
 compartments:
   blood:
+    role: blood
     cells_per_ul: {cd8: 300, cd4: 600, b: 200}
     speed_um_per_min: {cd8: 5, cd4: 5, b: 3}
   marrow:
+    role: marrow
     nucleated_cells_per_ul: 1e6
     cells_per_ul: {cd8: 500, cd4: 500, b: 100, blast: 5000}
     speed_um_per_min: {cd8: 5, cd4: 5, b: 2, blast: 2}

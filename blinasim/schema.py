@@ -121,7 +121,7 @@ class Binding:
     """Bridging on contact: equilibrium occupancy per arm, capture of the free arm in the contact zone."""
     contact_area_fraction: float = param(0.2, "", 0.0, 1.0, "Fraction of each cell's surface inside the cell-cell contact zone", "assumption: an immune synapse ~6 um across (~30 um2) on a ~150 um2 lymphocyte surface", open_low=True)
     confinement_length_nm: float = param(10.0, "nm", 0.1, 1000.0, "Length converting a 3D KD into a 2D KD for the free arm in the contact (K2D = KD * NA * length)", "assumption: 1-10 nm membrane confinement; capture is ~1 for any value in that range")
-    bridges_to_trigger: int = param(3, "bridges", 1, 1000, "Drug bridges a contact needs to trigger a synapse; a contact minute triggers with P(Poisson(B) >= this), B the expected bridges", "calibrated against in-vitro potency (half-maximal lysis at 10-100 pg/mL, Loffler 2000; Dreier 2002): T-cell triggering needs several engaged CD3")
+    bridges_to_trigger: int = param(3, "bridges", 1, 100, "Drug bridges a contact needs to trigger a synapse; a contact minute triggers with P(Poisson(B) >= this), B the expected bridges", "calibrated against in-vitro potency (half-maximal lysis at 10-100 pg/mL, Loffler 2000; Dreier 2002): T-cell triggering needs several engaged CD3")
     lymphocyte_area_um2: float = param(150.0, "um2", 10.0, 5000.0, "Cell surface area used for receptor densities", "assumption: sphere of 7 um diameter ~154 um2")
 
 
@@ -145,7 +145,7 @@ class Lysis:
     hit_interval_min: float = param(8.0, "min", 0.5, 600.0, "Time between hits delivered by one T cell", "Weigelin et al. 2021 (hits minutes apart); Cazaux 2019 (~25 min cycle)")
     hits_to_kill: int = param(3, "hits", 1, 100, "Hits a target must receive, each less than max_hit_gap_min after the previous one, to die", "Weigelin et al. 2021 (~3 hits < 50 min apart)")
     max_hit_gap_min: float = param(50.0, "min", 1.0, 10000.0, "A target that goes this long without a hit has repaired its damage (its hit count restarts)", "Weigelin et al. 2021 (~3 hits < 50 min apart)")
-    units_per_hit: float = param(30.0, "units", 0.0, 1000.0, "Granule units spent per hit", "calibrated: with refill 40 units/h a T cell hits every 45 min (inside the 50-min gap, Weigelin 2021), ~11 kills/day sustained (in vivo 1-20/day, Halle 2016); a full store holds ~1 kill", open_low=True)
+    units_per_hit: float = param(10.0, "units", 0.0, 1000.0, "Granule units spent per hit", "assumption (unit definition): a full store of 100 units is 10 hits, ~3 kills (Hoffmann 2005: several kills within 9 h); refilled at 40 units/h a T cell hits every 15 min, well inside the 50-min gap", open_low=True)
     capacity_units: float = param(100.0, "units", 0.0, 1e5, "Maximum granule store of a T cell", "Betts 2004 via ABM (~100 units)", open_low=True)
     resting_cd8_units: float = param(100.0, "units", 0.0, 1e5, "Initial granule store of a resting CD8 T cell", "assumption: a full store; unstimulated T cells lyse within hours under BiTE (Loffler 2000)")
     resting_cd4_units: float = param(100.0, "units", 0.0, 1e5, "Initial granule store of a resting CD4 T cell", "assumption: as CD8 (both lyse under BiTE; Hoffmann 2005)")
@@ -174,6 +174,119 @@ class BCells:
 
 
 @dataclass(frozen=True)
+class Markers:
+    """Activation markers of T cells (read-outs only)."""
+    cd69_onset_h: float = param(2.0, "h", 0.0, 1000.0, "CD69 appears this long after a synapse", "assumption: CD69 is an early marker (hours)")
+    cd69_persist_h: float = param(96.0, "h", 0.0, 10000.0, "CD69 stays this long after the last synapse", "biology brief s.3: CD69 peaks ~day 2, up to ~day 6")
+    cd25_onset_h: float = param(24.0, "h", 0.0, 1000.0, "CD25 appears this long after activation", "biology brief s.3: CD25 peaks ~day 3")
+    cd25_persist_h: float = param(120.0, "h", 0.0, 10000.0, "CD25 stays this long after the last synapse", "biology brief s.3: up to ~day 6")
+
+
+@dataclass(frozen=True)
+class Exhaustion:
+    """PD-1 rising with repeated engagement, PD-L1 on blasts, and activation-induced death."""
+    pd1_half_engagements: float = param(10.0, "synapses", 0.1, 1e5, "Synapses after which a T cell's PD-1 level is 0.5 (PD-1 = n / (n + this))", "assumption: exhaustion needs repeated stimulation (biology brief s.7)")
+    pdl1_blast_level: float = param(0.0, "", 0.0, 1.0, "PD-L1 level of blasts (0 none, 1 high)", "scenario choice: PD-L1 on blasts is a resistance mechanism (biology brief s.7)")
+    max_pd1_inhibition: float = param(0.8, "", 0.0, 1.0, "Largest fall of hit success when PD-1 and PD-L1 are both 1 (success x (1 - this x PD1 x PDL1))", "assumption")
+    aicd_per_engagement_per_day: float = param(0.005, "1/day", 0.0, 10.0, "Extra apoptosis rate of an activated T cell per synapse it has made (activation-induced cell death)", "assumption: AICD grows with restimulation")
+
+
+@dataclass(frozen=True)
+class Regulation:
+    """Regulatory T cells: a fraction of CD4 T cells that bridge but suppress instead of killing."""
+    treg_fraction_of_cd4: float = param(0.048, "", 0.0, 1.0, "Fraction of CD4 T cells that are regulatory (CD4+CD25high FoxP3+)", "Duell et al. 2017 (4.8% in responders, 10.3% in non-responders)")
+    max_suppression: float = param(0.8, "", 0.0, 1.0, "Largest fractional fall of effector hit success and division (paracrine IL-10 and contact)", "assumption: Tregs suppress proliferation and cytotoxicity, largely through IL-10 (Duell 2017)")
+    half_active_share: float = param(0.03, "", 0.0, 1.0, "Active-Treg share of a compartment's T cells at which suppression is half-maximal", "assumption: ~ the Treg share of T cells in responders (4.8% of CD4)", open_low=True)
+
+
+@dataclass(frozen=True)
+class CytokineKinetics:
+    """Release by activated T cells and first-order clearance of one cytokine."""
+    release_fg_per_cell_per_h: float = param(0.1, "fg/cell/h", 0.0, 1e6, "Release by a fully active T cell (activity 1 while engaged, decaying after)", "calibrated (per-cell rates are effective, net of local consumption): serum peaks on day 1 in the order IL-10 > IL-6 > IFN-gamma (biology brief s.5), IL-6 tens of pg/mL with dexamethasone premedication")
+    half_life_min: float = param(20.0, "min", 0.1, 1e5, "Serum half-life", "IL-6: 20 min (biology brief s.5); others: assumption, order of reported serum half-lives")
+    treg_factor: float = param(0.0, "", 0.0, 1000.0, "Release by an active Treg relative to an effector T cell", "Tregs release IL-10 (biology brief s.7); assumption for the value")
+
+
+@dataclass(frozen=True)
+class Cytokines:
+    """IL-2, IL-6, IL-10, IFN-gamma and TNF-alpha per compartment."""
+    activity_decay_h: float = param(8.0, "h", 0.01, 1e4, "A T cell's secretory activity decays with this time constant after its last synapse", "calibrated: cytokines peak on day 1 and stay detectable ~2 days (biology brief s.5)")
+    il2: CytokineKinetics = section(lambda: CytokineKinetics(0.0013, 10.0, 0.0), "IL-2")
+    il6: CytokineKinetics = section(lambda: CytokineKinetics(0.0066, 20.0, 0.0), "IL-6")
+    il10: CytokineKinetics = section(lambda: CytokineKinetics(0.0034, 120.0, 5.0), "IL-10")
+    ifng: CytokineKinetics = section(lambda: CytokineKinetics(0.002, 30.0, 0.0), "IFN-gamma")
+    tnfa: CytokineKinetics = section(lambda: CytokineKinetics(0.0013, 20.0, 0.0), "TNF-alpha")
+
+
+@dataclass(frozen=True)
+class Crs:
+    """Cytokine release syndrome grade from IL-6 signalling (serum IL-6 not blocked by tocilizumab)."""
+    grade1_il6_pg_per_ml: float = param(20.0, "pg/mL", 0.0, 1e6, "IL-6 signalling at which grade 1 starts", "assumption (documented rule, docs/model.md)")
+    grade2_il6_pg_per_ml: float = param(100.0, "pg/mL", 0.0, 1e6, "Grade 2 threshold", "assumption")
+    grade3_il6_pg_per_ml: float = param(400.0, "pg/mL", 0.0, 1e6, "Grade 3 threshold", "assumption")
+    grade4_il6_pg_per_ml: float = param(1000.0, "pg/mL", 0.0, 1e6, "Grade 4 threshold", "assumption")
+
+
+@dataclass(frozen=True)
+class Antigen:
+    """CD19 escape: subclones without or with little CD19, internalisation, lineage switch."""
+    cd19_negative_fraction: float = param(0.0, "", 0.0, 1.0, "Share of initial blasts with no surface CD19 (CD19 exon-2 deletion); heritable", "Braig 2017; biology brief s.7")
+    cd19_low_fraction: float = param(0.0, "", 0.0, 1.0, "Share of initial blasts with little surface CD19 (CD81 loss, failed export); heritable", "biology brief s.7")
+    cd19_low_factor: float = param(0.1, "", 0.0, 1.0, "Surface CD19 of a CD19-low blast relative to its parental level", "assumption")
+    internalisation_per_min: float = param(0.002, "1/min", 0.0, 10.0, "Loss of surface CD19 of a target while engaged", "biology brief s.7 (~0.002/min)")
+    reexpression_per_min: float = param(0.002, "1/min", 0.0, 10.0, "Return of surface CD19 towards the heritable level when free", "assumption: recycling as fast as internalisation")
+    lineage_switch_per_day: float = param(0.0, "1/day", 0.0, 10.0, "Rate at which a blast switches to a CD19-negative myeloid state (heritable)", "scenario choice: lineage switch (biology brief s.7)")
+
+
+@dataclass(frozen=True)
+class Endothelium:
+    """Vessel-wall activation by cytokines, and drug-triggered T-cell adhesion."""
+    activation_per_h: float = param(0.5, "1/h", 0.0, 1e3, "Up-regulation rate of Ang-2, ICAM-1, VCAM-1, P-selectin at full stimulus", "calibrated: Ang-2 up within 6 h (biology brief s.4)")
+    recovery_per_h: float = param(0.025, "1/h", 0.0, 1e3, "Return to rest", "calibrated: normal within 7 days (biology brief s.4)")
+    tnfa_ec50_pg_per_ml: float = param(4.0, "pg/mL", 0.0, 1e6, "TNF-alpha at half-maximal endothelial stimulus", "assumption", open_low=True)
+    ifng_ec50_pg_per_ml: float = param(6.0, "pg/mL", 0.0, 1e6, "IFN-gamma at half-maximal endothelial stimulus", "assumption", open_low=True)
+    il6_ec50_pg_per_ml: float = param(12.0, "pg/mL", 0.0, 1e6, "IL-6 signalling at half-maximal endothelial stimulus", "assumption", open_low=True)
+    stimulus_hill: float = param(3.0, "", 0.1, 20.0, "Hill coefficient of each cytokine's stimulus (C^n / (C^n + EC50^n))", "calibrated: peak cytokines activate the endothelium while trace levels after day 2 do not, so it is normal within 7 days (biology brief s.4)")
+    rest_level: float = param(0.1, "", 0.0, 1.0, "Adhesion-molecule level of resting endothelium", "assumption: resting endothelium expresses some ICAM-1")
+    drug_ec50_pg_per_ml: float = param(20.0, "pg/mL", 0.0, 1e6, "Drug at which CD3 binding half-maximally switches LFA-1/VLA-4 to adhesive forms", "calibrated: T cells leave the blood 2-6 h after the start (biology brief s.4)", open_low=True)
+    lfa1_icam1_weight: float = param(0.5, "", 0.0, 1.0, "Share of adhesion through LFA-1/ICAM-1", "assumption: the three pathways of Klinger 2020")
+    vla4_vcam1_weight: float = param(0.3, "", 0.0, 1.0, "Share of adhesion through VLA-4/VCAM-1", "assumption")
+    pselectin_weight: float = param(0.2, "", 0.0, 1.0, "Share of adhesion through P-selectin", "assumption")
+
+
+@dataclass(frozen=True)
+class Dosing:
+    """One dose of an intervention at a time from the start."""
+    time_h: float = param(0.0, "h", 0.0, 1e5, "Time of the dose", "")
+
+
+@dataclass(frozen=True)
+class Interventions:
+    """Clinical interventions and protocol rules."""
+    dexamethasone_premedication: bool = param(False, "", None, None, "Dexamethasone 20 mg before the start, before each step-up and when restarting after an interruption of 4 h or more", "BLINCYTO label")
+    dexamethasone_doses: tuple[Dosing, ...] = collection(tuple, "Further dexamethasone doses")
+    dexamethasone_max_inhibition: float = param(0.7, "", 0.0, 1.0, "Largest fall of cytokine release just after a dose (no effect on lysis; proliferation barely affected, not modelled)", "Brandl 2007 (direction); assumption (value)")
+    dexamethasone_effect_half_life_h: float = param(36.0, "h", 0.1, 1e4, "Half-life of the anti-inflammatory effect of a dose", "assumption: dexamethasone biological half-life 36-54 h")
+    tocilizumab_doses: tuple[Dosing, ...] = collection(tuple, "Tocilizumab doses")
+    tocilizumab_at_crs_grade: int = param(0, "grade", 0, 4, "Give tocilizumab automatically, once, when CRS reaches this grade and no dose was given before (0: never)", "clinical practice: tocilizumab treats CRS")
+    tocilizumab_block: float = param(0.9, "", 0.0, 1.0, "Fraction of IL-6 signalling blocked just after a dose", "assumption")
+    tocilizumab_half_life_days: float = param(11.0, "day", 0.1, 1e4, "Half-life of the blockade", "assumption: tocilizumab half-life ~11 days")
+    interrupt_at_crs_grade: int = param(0, "grade", 0, 4, "Interrupt the infusion when CRS reaches this grade (0: never; the label interrupts at grade 3)", "BLINCYTO label")
+    resume_at_crs_grade: int = param(1, "grade", 0, 4, "Restart once CRS has fallen to this grade or lower", "BLINCYTO label (restart when resolved)")
+    restart_ug_per_day: float = param(9.0, "ug/day", 0.0, 200.0, "Infusion rate on restart, for 7 days, then the schedule resumes", "BLINCYTO label")
+    pentosan_polysulfate: float = param(0.0, "", 0.0, 1.0, "Fraction of P-selectin adhesion blocked", "Klinger 2020 (pentosan polysulfate: P-selectin)")
+    minocycline: float = param(0.0, "", 0.0, 1.0, "Fraction of LFA-1/ICAM-1 adhesion blocked", "Klinger 2020 (minocycline: LFA-1/ICAM-1)")
+    natalizumab: float = param(0.0, "", 0.0, 1.0, "Fraction of VLA-4/VCAM-1 adhesion blocked", "Klinger 2020 (natalizumab: VLA-4/VCAM-1)")
+
+
+@dataclass(frozen=True)
+class Neurotoxicity:
+    """Neurotoxicity indicator from T cells in the CNS and serum cytokines."""
+    cns_t_per_ul_ref: float = param(20.0, "cells/uL", 0.0, 1e6, "CNS T-cell density above baseline that gives an index of 1 - 1/e without cytokines", "assumption (documented rule, docs/model.md)", open_low=True)
+    cytokine_ref_pg_per_ml: float = param(100.0, "pg/mL", 0.0, 1e6, "IL-6 signalling + IFN-gamma that doubles the CNS T-cell term", "assumption", open_low=True)
+
+
+@dataclass(frozen=True)
 class Compartment:
     """A 2D periodic domain standing for a slab of tissue or blood."""
     width_um: float = param(1000.0, "um", 10.0, 1e6, "Domain width", "scenario size")
@@ -184,6 +297,8 @@ class Compartment:
     speed_um_per_min: KindValues = section(KindValues, "Speed of free cells of each kind (um/min)")
     nucleated_cells_per_ul: float = param(0.0, "cells/uL", 0.0, 1e7, "All nucleated cells of the compartment, simulated or not (denominator of blast fractions); 0 means only the simulated cells", "marrow: ~1e6/uL for a packed tissue (assumption)")
     b_production: bool = param(False, "", None, None, "Normal B cells are produced here at the rate that balances their lifespan at baseline", "assumption")
+    serum_share: float = param(0.0, "", 0.0, 100.0, "How much of this compartment's cytokine release per mL also reaches serum, relative to blood (about its body volume / blood volume); the blood compartment itself always counts fully", "assumption: marrow ~2.5 L vs blood ~5 L gives 0.5; vessel wall 1 (faces the blood); CNS small (blood-brain barrier)")
+    role: str = param("tissue", "", None, None, "'blood' feeds blood read-outs and serum cytokines; 'marrow' the blast fraction; 'vessel_wall' holds T cells adhered to endothelium; 'cns' the neurotoxicity index; 'tissue' anything else", "", choices=("tissue", "blood", "marrow", "vessel_wall", "cns"))
 
 
 @dataclass(frozen=True)
@@ -192,6 +307,7 @@ class Route:
     source: str = param("", "", None, None, "Compartment the cells leave", "")
     target: str = param("", "", None, None, "Compartment the cells enter (placed uniformly at random)", "")
     rate_per_h: KindValues = section(KindValues, "Per-cell rate of taking this route, by kind (1/h)")
+    mechanism: str = param("constant", "", None, None, "'constant' rate; 'adhesion': rate x adhesion stimulus (0..1); 'detachment': rate x (1 - adhesion stimulus)", "", choices=("constant", "adhesion", "detachment"))
 
 
 @dataclass(frozen=True)
@@ -219,6 +335,15 @@ class Scenario:
     activation: Activation = section(Activation, "Activation, proliferation and death of T cells")
     blasts: Blasts = section(Blasts, "Blast growth")
     b_cells: BCells = section(BCells, "Normal B-cell turnover")
+    markers: Markers = section(Markers, "Activation markers")
+    exhaustion: Exhaustion = section(Exhaustion, "Exhaustion and activation-induced death")
+    regulation: Regulation = section(Regulation, "Regulatory T cells")
+    cytokines: Cytokines = section(Cytokines, "Cytokines")
+    crs: Crs = section(Crs, "CRS grade rule")
+    antigen: Antigen = section(Antigen, "CD19 escape")
+    endothelium: Endothelium = section(Endothelium, "Endothelium and adhesion")
+    interventions: Interventions = section(Interventions, "Interventions and protocol rules")
+    neurotoxicity: Neurotoxicity = section(Neurotoxicity, "Neurotoxicity indicator")
     compartments: dict[str, Compartment] = collection(dict, "Compartments by name (nodes of the compartment graph); 'blood' and 'marrow' feed the clinical read-outs")
     routes: tuple[Route, ...] = collection(tuple, "Migration routes (edges of the compartment graph)")
     output: Output = section(Output, "Recording")
@@ -249,6 +374,19 @@ def check_consistency(s: Scenario) -> list[tuple[str, str]]:
             if inf.from_day <= last_day:
                 problems.append((f"{path}.from_day", f"day {inf.from_day} overlaps or precedes the previous period (ends day {last_day}); periods must be in order and not overlap"))
             last_day = max(last_day, inf.to_day)
+    for role in ("blood", "marrow", "vessel_wall", "cns"):
+        holders = [name for name, c in s.compartments.items() if c.role == role]
+        if len(holders) > 1:
+            problems.append((f"compartments.{holders[1]}.role", f"only one compartment may have role '{role}' (also {holders[0]})"))
+    if s.antigen.cd19_negative_fraction + s.antigen.cd19_low_fraction > 1.0:
+        problems.append(("antigen.cd19_low_fraction", "cd19_negative_fraction + cd19_low_fraction exceeds 1"))
+    grades = [s.crs.grade1_il6_pg_per_ml, s.crs.grade2_il6_pg_per_ml, s.crs.grade3_il6_pg_per_ml, s.crs.grade4_il6_pg_per_ml]
+    for g in range(1, 4):
+        if grades[g] <= grades[g - 1]:
+            problems.append((f"crs.grade{g + 1}_il6_pg_per_ml", f"must exceed grade{g}_il6_pg_per_ml ({grades[g - 1]} pg/mL); thresholds rise with the grade"))
+    i = s.interventions
+    if i.interrupt_at_crs_grade and i.resume_at_crs_grade >= i.interrupt_at_crs_grade:
+        problems.append(("interventions.resume_at_crs_grade", f"must be below interrupt_at_crs_grade ({i.interrupt_at_crs_grade})"))
     for i, route in enumerate(s.routes):
         for end in ("source", "target"):
             name = getattr(route, end)

@@ -1,10 +1,11 @@
 # cython: language_level=3
 """Contact search on a uniform grid and bridged-synapse formation.
 
-One side of the pairing (free T cells, or free CD19-bearing targets: whichever is more
-numerous) is binned each step by a counting sort into square bins at least one contact
-radius wide, one grid per compartment laid end to end; every cell of the other side scans
-the 3x3 bins around it (periodic). For each touching pair a keyed draw decides whether enough drug
+In each compartment, one side of the pairing (free T cells, or free CD19-bearing targets:
+whichever is more numerous there) is binned each step by a counting sort into square bins
+at least one contact radius wide, one grid per compartment laid end to end; every cell of
+the other side scans the 3x3 bins around it (periodic). Compartments lacking either side
+are skipped. For each touching pair a keyed draw decides whether enough drug
 bridges form to trigger a synapse. Conflicts are settled deterministically: a T cell keeps its candidate
 with the smallest (draw, target id); a target claimed by several T cells goes to the
 claim with the smallest (draw, T-cell id). The draw is keyed by the pair, so both scan
@@ -24,9 +25,11 @@ cdef enum:
     KIND_BLAST = 3
 
 cdef enum:
+    SIDE_NONE = -1
     SIDE_T_CELLS = 0
     SIDE_TARGETS = 1
 
+NO_PAIRING = SIDE_NONE
 BIN_T_CELLS = SIDE_T_CELLS
 BIN_TARGETS = SIDE_TARGETS
 
@@ -58,9 +61,14 @@ def count_free(const int8_t[::1] kind, const int8_t[::1] comp, const uint8_t[::1
 def grid_shape(double width_um, double height_um, double radius_um, Py_ssize_t n_binned):
     """Bins per side: at least one contact radius wide, about one binned cell per bin."""
     cdef Py_ssize_t most = max(1, <Py_ssize_t>ceil(sqrt(<double>n_binned)))
-    cdef Py_ssize_t nx = max(1, min(<Py_ssize_t>floor(width_um / radius_um), most))
-    cdef Py_ssize_t ny = max(1, min(<Py_ssize_t>floor(height_um / radius_um), most))
-    return nx, ny
+    return (_bins_along(width_um, radius_um, most), _bins_along(height_um, radius_um, most))
+
+
+cdef Py_ssize_t _bins_along(double length_um, double radius_um, Py_ssize_t most):
+    cdef Py_ssize_t n = max(1, min(<Py_ssize_t>floor(length_um / radius_um), most))
+    while n > 1 and length_um / n < radius_um * (1.0 + 1e-9):  # keep clear of rounding
+        n -= 1
+    return n
 
 
 cdef struct Grid:
@@ -95,21 +103,27 @@ cdef inline void cell_bin(const Grid* g, double x, double y, int c, Py_ssize_t* 
 
 
 cdef inline bint binned(int side, int8_t k) noexcept nogil:
-    return is_target(k) if side == SIDE_TARGETS else is_t_cell(k)
+    if side == SIDE_TARGETS:
+        return is_target(k)
+    return side == SIDE_T_CELLS and is_t_cell(k)
 
 
-def build_grid(int side, const double[::1] x, const double[::1] y, const int8_t[::1] kind,
-               const int8_t[::1] comp, const uint8_t[::1] alive, const int32_t[::1] partner,
-               const int64_t[::1] nx, const int64_t[::1] ny, const int64_t[::1] offset,
-               const double[::1] width, const double[::1] height):
-    """Counting sort of the free live cells of one side into bins: (bin_start, rows_by_bin)."""
+def build_grid(const int8_t[::1] side_by_comp, const double[::1] x, const double[::1] y,
+               const int8_t[::1] kind, const int8_t[::1] comp, const uint8_t[::1] alive,
+               const int32_t[::1] partner, const int64_t[::1] nx, const int64_t[::1] ny,
+               const int64_t[::1] offset, const double[::1] width, const double[::1] height):
+    """Counting sort of the free live cells of each compartment's binned side into bins.
+
+    side_by_comp[c] is BIN_T_CELLS, BIN_TARGETS or NO_PAIRING (nothing binned).
+    Returns (bin_start, rows_by_bin).
+    """
     cdef Py_ssize_t i, b, bx = 0, by = 0, n = x.shape[0], total = offset[offset.shape[0] - 1]
     cdef Grid grid = grid_of(nx, ny, offset, width, height)
     start_arr = np.zeros(total + 1, dtype=np.int64)
     cdef int64_t[::1] start = start_arr
     cdef int64_t[::1] bin_of = np.full(n, -1, dtype=np.int64)
     for i in range(n):
-        if alive[i] and partner[i] < 0 and binned(side, kind[i]):
+        if alive[i] and partner[i] < 0 and binned(side_by_comp[comp[i]], kind[i]):
             cell_bin(&grid, x[i], y[i], comp[i], &bx, &by)
             b = offset[comp[i]] + by * nx[comp[i]] + bx
             bin_of[i] = b
@@ -148,13 +162,30 @@ def expected_bridges(double cd19, double cd3, double occ19, double occ3,
 
 
 cdef inline double trigger_probability(double mean_bridges, int needed) noexcept nogil:
-    """P(N >= needed) for N ~ Poisson(mean_bridges): the contact triggers a synapse."""
-    cdef double term = exp(-mean_bridges), below = 0.0
+    """P(N >= needed) for N ~ Poisson(mean_bridges): the contact triggers a synapse.
+
+    Below the mean the upper tail is summed directly (accurate for tiny means); above it,
+    one minus the lower terms.
+    """
+    cdef double term = exp(-mean_bridges), total = 0.0
     cdef int k
+    if mean_bridges <= 0.0:
+        return 0.0 if needed > 0 else 1.0
+    if mean_bridges < needed:
+        for k in range(needed):
+            term *= mean_bridges / (k + 1)
+        k = needed
+        while term > 1e-18 * total or total == 0.0:
+            total += term
+            k += 1
+            term *= mean_bridges / k
+            if term == 0.0:
+                break
+        return total
     for k in range(needed):
-        below += term
+        total += term
         term *= mean_bridges / (k + 1)
-    return 1.0 - below if below < 1.0 else 0.0
+    return 1.0 - total if total < 1.0 else 0.0
 
 
 def synapse_probability(double mean_bridges, int needed):
@@ -216,7 +247,7 @@ cdef inline bint better(double u, Py_ssize_t candidate, double best_u, Py_ssize_
     return u < best_u or (u == best_u and u < 2.0 and ids[candidate] < ids[best])
 
 
-def form_synapses(int side, const double[::1] x, const double[::1] y,
+def form_synapses(const int8_t[::1] side_by_comp, const double[::1] x, const double[::1] y,
                   const int8_t[::1] kind, const int8_t[::1] comp, const uint8_t[::1] alive,
                   const int64_t[::1] ids, const float[::1] cd19, const float[::1] cd3,
                   int32_t[::1] partner,
@@ -229,8 +260,8 @@ def form_synapses(int side, const double[::1] x, const double[::1] y,
                   int threads=1):
     """Pair free T cells with touching free targets; returns the new synapses' T rows.
 
-    `side` says which cells the grid holds (BIN_TARGETS: T cells scan in parallel;
-    BIN_T_CELLS: targets scan, serially). The probability that a contact minute becomes a
+    side_by_comp says, per compartment, which cells the grid holds (BIN_TARGETS: T cells
+    scan, in parallel; BIN_T_CELLS: targets scan, serially; NO_PAIRING: skipped). The probability that a contact minute becomes a
     synapse is P(N >= bridges_needed), N ~ Poisson(B), B the expected number of drug
     bridges in the contact (docs/model.md).
     partner is updated in place for both cells of every new synapse.
@@ -264,14 +295,14 @@ def form_synapses(int side, const double[::1] x, const double[::1] y,
     pp.k2d3 = k2d3
     pp.bridges_needed = bridges_needed
     pp.bridge_key = stream_key(seed, step, PURPOSE_BRIDGE)
-    if side == SIDE_TARGETS:
-        for i in prange(n, nogil=True, num_threads=threads, schedule="dynamic", chunksize=256):
-            if alive[i] and partner[i] < 0 and is_t_cell(kind[i]):
-                _scan(&pp, i, True)
-    else:
-        for i in range(n):
-            if alive[i] and partner[i] < 0 and is_target(kind[i]):
-                _scan(&pp, i, False)
+    for i in prange(n, nogil=True, num_threads=threads, schedule="dynamic", chunksize=256):
+        if alive[i] and partner[i] < 0 and is_t_cell(kind[i]) \
+                and side_by_comp[comp[i]] == SIDE_TARGETS:
+            _scan(&pp, i, True)
+    for i in range(n):
+        if alive[i] and partner[i] < 0 and is_target(kind[i]) \
+                and side_by_comp[comp[i]] == SIDE_T_CELLS:
+            _scan(&pp, i, False)
     return _resolve(choice, key, ids, partner)
 
 

@@ -11,6 +11,7 @@ from libc.stdint cimport uint64_t
 cdef enum:
     PURPOSE_TURN = 1
     PURPOSE_BRIDGE = 3
+    PURPOSE_HIT = 4
 
 cdef inline uint64_t mix64(uint64_t z) noexcept nogil:
     z = (z ^ (z >> 30)) * <uint64_t>0xbf58476d1ce4e5b9ULL

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gc
 import warnings
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -18,6 +19,8 @@ from blinasim.runfile import (
     read_attrs,
     read_checkpoint,
     read_events,
+    read_snapshot,
+    read_snapshot_times,
     read_timeseries,
 )
 
@@ -436,3 +439,229 @@ def test_compare_ignores_attrs_and_checkpoint_but_not_snapshots(tmp_path):
             f.create_dataset("snapshots/t0000/x", data=np.array([[0.0, 0.0], [0.0, value]]))
     diff = compare_runs(a, b)
     assert (diff.dataset, diff.variable, diff.index, diff.a, diff.b) == ("snapshots/t0000", "x", 1, 1.0, 2.0)
+
+
+# ------------------------------------------------------------------ snapshots
+
+SNAPSHOT_COLUMNS = [Column("id", "int64", "", "cell id"), Column("x", "float64", "um", "position"),
+                    Column("kind", "int8", "", "cell kind", flags=KINDS)]
+
+
+def snapshot(i: int) -> dict[str, np.ndarray]:
+    """Deterministic snapshot i: its size varies, some are larger than a chunk, two are empty."""
+    n = (i * 997) % 3000 if i != 3 else 0
+    ids = np.arange(n, dtype=np.int64) + 10 * i
+    return {"id": ids, "x": np.cos(ids) * 100.0, "kind": (ids % 2).astype(np.int8)}
+
+
+def feed_snapshots(writer: RunWriter, steps: range, every: int = 5) -> None:
+    for i in steps:
+        writer.append_row(*row(i))
+        writer.append_events("kills", events(i))
+        if i % every == 0:
+            writer.append_snapshot(row(i)[0], snapshot(i // every))
+
+
+def make_snapshot_writer(path, **kw) -> RunWriter:
+    return RunWriter(path, attrs=ATTRS, variables=VARIABLES, event_tables=TABLES,
+                     snapshot_columns=SNAPSHOT_COLUMNS, **kw)
+
+
+def write_snapshot_run(path, steps=range(100), **kw):
+    with make_snapshot_writer(path, **kw) as w:
+        feed_snapshots(w, steps)
+        w.close(complete=True)
+    return path
+
+
+def test_snapshots_round_trip_and_layout(tmp_path):
+    path = write_snapshot_run(tmp_path / "run.h5", buffer_rows=300)
+    times = read_snapshot_times(path)
+    np.testing.assert_array_equal(times, np.arange(0, 100, 5) * 0.25)
+    for k in range(len(times)):
+        got, expected = read_snapshot(path, k), snapshot(k)
+        assert set(got) == set(expected)
+        for name, values in expected.items():
+            np.testing.assert_array_equal(got[name], values)
+            assert got[name].dtype == values.dtype
+    with pytest.raises(IndexError):
+        read_snapshot(path, len(times))
+    assert read_snapshot_times(write_run(tmp_path / "plain.h5")).shape == (0,)
+
+    warnings.simplefilter("error")
+    total = sum(len(snapshot(k)["id"]) for k in range(len(times)))
+    with xr.open_dataset(path, engine="h5netcdf", group="snapshots/cells") as ds:
+        assert dict(ds.sizes) == {"row": total}
+        np.testing.assert_array_equal(ds["row"].values, np.arange(total))
+        assert ds["x"].attrs["units"] == "um" and ds["kind"].attrs["flag_meanings"] == "b blast"
+        nonempty = [len(snapshot(k)["id"]) > 0 for k in range(len(times))]
+        np.testing.assert_array_equal(np.unique(ds["time_h"].values), times[nonempty])
+    with xr.open_dataset(path, engine="h5netcdf", group="snapshots/times") as ds:
+        assert dict(ds.sizes) == {"time_h": len(times)}
+        np.testing.assert_array_equal(ds["first_row"].values + ds["rows"].values,
+                                      np.cumsum([len(snapshot(k)["id"]) for k in range(len(times))]))
+    with h5py.File(path, "r") as f:
+        for ds in f["snapshots/cells"].values():
+            assert ds.chunks == (1024,) and ds.compression == "gzip" and ds.maxshape == (None,)
+
+
+def test_snapshot_input_validation(tmp_path):
+    with make_snapshot_writer(tmp_path / "run.h5") as w:
+        with pytest.raises(KeyError, match="expected columns"):
+            w.append_snapshot(0.0, {"id": np.zeros(2, np.int64), "x": np.zeros(2)})
+        with pytest.raises(ValueError, match="equal length"):
+            w.append_snapshot(0.0, {"id": np.zeros(2, np.int64), "x": np.zeros(3), "kind": np.zeros(2, np.int8)})
+        with pytest.raises(TypeError, match="id"):
+            w.append_snapshot(0.0, {"id": np.zeros(2), "x": np.zeros(2), "kind": np.zeros(2, np.int8)})
+    with make_writer(tmp_path / "plain.h5") as w:
+        with pytest.raises(KeyError, match="without snapshot columns"):
+            w.append_snapshot(0.0, snapshot(1))
+    for reserved in ("row", "time_h"):
+        with pytest.raises(ValueError, match="not 'row' or 'time_h'"):
+            RunWriter(tmp_path / "bad.h5", attrs={}, variables=[], event_tables={},
+                      snapshot_columns=[Column(reserved, "float64")])
+    assert not (tmp_path / "bad.h5.partial").exists()
+
+
+def test_snapshot_memory_does_not_grow(tmp_path):
+    with make_snapshot_writer(tmp_path / "run.h5") as w:
+        held = [sum(buf.nbytes for buf in table.buf.values()) for table in w._tables().values()]
+        for k in range(40):
+            w.append_snapshot(float(k), {"id": np.arange(50_000, dtype=np.int64), "x": np.zeros(50_000),
+                                         "kind": np.zeros(50_000, np.int8)})
+        assert [sum(buf.nbytes for buf in table.buf.values()) for table in w._tables().values()] == held
+        assert max(held) < 100_000
+        w.close(complete=True)
+    with h5py.File(tmp_path / "run.h5", "r") as f:
+        assert f["snapshots/cells/id"].shape == (2_000_000,)
+
+
+def test_compare_reports_snapshot_difference_with_its_time(tmp_path):
+    a = write_snapshot_run(tmp_path / "a.h5")
+    b = write_snapshot_run(tmp_path / "b.h5")
+    assert compare_runs(a, b) is None
+    row_index = sum(len(snapshot(k)["id"]) for k in range(7)) + 12
+    with h5py.File(b, "r+") as f:
+        f["snapshots/cells/x"][row_index] = -1.0
+    diff = compare_runs(a, b)
+    assert (diff.dataset, diff.variable, diff.index, diff.time_h, diff.b) == \
+        ("snapshots/cells", "x", row_index, 8.75, -1.0)
+    assert compare_runs(a, write_run(tmp_path / "plain.h5")).dataset == "snapshots/cells"
+
+
+def test_resume_restores_snapshots(tmp_path):
+    reference = write_snapshot_run(tmp_path / "reference.h5")
+    path = tmp_path / "run.h5"
+    w = make_snapshot_writer(path, buffer_rows=64)
+    feed_snapshots(w, range(42))
+    w.save_checkpoint(42, {"n": 42})
+    feed_snapshots(w, range(42, 77))
+    w.close(complete=False)
+    w, step, state = RunWriter.reopen_for_resume(path)
+    assert step == 42 and state == {"n": 42} and w.has_snapshots
+    assert len(read_snapshot_times(w.partial_path)) <= 9  # later snapshots were dropped
+    feed_snapshots(w, range(step, 100))
+    w.close(complete=True)
+    assert compare_runs(reference, path) is None
+
+
+# ------------------------------------------------------------------ crash safety
+
+CRASH_STEPS = 2600
+"""Steps of the runs killed below: the time series fills a few chunks, snapshots every 40 steps."""
+
+
+def feed_sparse(writer: RunWriter, steps: range) -> None:
+    feed_snapshots(writer, steps, every=40)
+
+
+@pytest.fixture(scope="module")
+def crash_reference(tmp_path_factory):
+    path = tmp_path_factory.mktemp("crash") / "reference.h5"
+    with make_snapshot_writer(path) as w:
+        feed_sparse(w, range(CRASH_STEPS))
+        w.close(complete=True)
+    return path
+
+
+def test_chunks_are_written_whole_and_once_while_running(tmp_path, monkeypatch, crash_reference):
+    """Before close, tables are only written in whole chunks, each once: nothing a checkpoint
+    points at is rewritten or moved, so a killed run leaves a file that resumes."""
+    original, writes = h5py.Dataset.__setitem__, []
+
+    def record(self, key, value):
+        if isinstance(key, slice) and not self.name.startswith("/checkpoint"):
+            writes.append((self.name, key.start, key.stop))
+        original(self, key, value)
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", record)
+    w = make_snapshot_writer(tmp_path / "run.h5", buffer_rows=100)
+    for start in range(0, CRASH_STEPS, 700):
+        feed_sparse(w, range(start, min(start + 700, CRASH_STEPS)))
+        w.save_checkpoint(start + 700, {"n": start})
+    assert {name.split("/")[1] for name, _, _ in writes} == {"timeseries", "events", "snapshots"}
+    for name, start, stop in writes:
+        assert start % 1024 == 0 and stop % 1024 == 0, (name, start, stop)
+    assert len(writes) == len(set(writes))
+    w.close(complete=True)
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", original)
+    assert compare_runs(tmp_path / "run.h5", crash_reference) is None
+
+
+@pytest.mark.parametrize("more_steps", [0, 1, 400, 1400])
+def test_killed_run_resumes_from_what_is_on_disk(tmp_path, more_steps, crash_reference):
+    """A SIGKILL leaves the bytes the OS has: copy them while the writer is still open."""
+    path, killed = tmp_path / "run.h5", tmp_path / "killed.h5"
+    w = make_snapshot_writer(path)
+    feed_sparse(w, range(1100))
+    w.save_checkpoint(1100, {"n": 1})
+    feed_sparse(w, range(1100, 1100 + more_steps))  # chunks written after the checkpoint
+    Path(f"{killed}.partial").write_bytes(w.partial_path.read_bytes())
+    w.close(complete=False)
+
+    w, step, state = RunWriter.reopen_for_resume(killed)
+    assert step == 1100 and state == {"n": 1}
+    feed_sparse(w, range(step, CRASH_STEPS))
+    w.close(complete=True)
+    assert compare_runs(crash_reference, killed) is None
+
+
+def test_killed_while_replacing_the_checkpoint(tmp_path, monkeypatch, crash_reference):
+    """Killed after the new checkpoint was flushed but before it was renamed: one of the two is used."""
+    path, killed = tmp_path / "run.h5", tmp_path / "killed.h5"
+    w = make_snapshot_writer(path)
+    feed_sparse(w, range(1000))
+    w.save_checkpoint(1000, {"n": 1000})
+    feed_sparse(w, range(1000, 2000))
+    original = h5py.Group.move
+
+    def move_after_copy(self, source, dest):
+        Path(f"{killed}.partial").write_bytes(w.partial_path.read_bytes())
+        original(self, source, dest)
+    monkeypatch.setattr(h5py.Group, "move", move_after_copy)
+    w.save_checkpoint(2000, {"n": 2000})
+    monkeypatch.setattr(h5py.Group, "move", original)
+    w.close(complete=False)
+
+    w, step, state = RunWriter.reopen_for_resume(killed)
+    assert (step, state) in ((1000, {"n": 1000}), (2000, {"n": 2000}))
+    feed_sparse(w, range(step, CRASH_STEPS))
+    w.close(complete=True)
+    assert compare_runs(crash_reference, killed) is None
+    with h5py.File(killed, "r") as f:
+        assert "checkpoint" in f and "checkpoint.tmp" not in f
+
+
+def test_resume_without_checkpoint_can_start_over(tmp_path):
+    path = tmp_path / "run.h5"
+    w = make_snapshot_writer(path)
+    feed_snapshots(w, range(30))
+    killed = tmp_path / "killed.h5"
+    Path(f"{killed}.partial").write_bytes(w.partial_path.read_bytes())  # no checkpoint yet
+    w.close(complete=False)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        RunWriter.reopen_for_resume(killed)
+    w, step, state = RunWriter.reopen_for_resume(killed, restart_without_checkpoint=True)
+    assert (step, state) == (0, None)
+    feed_snapshots(w, range(100))
+    w.close(complete=True)
+    assert compare_runs(write_snapshot_run(tmp_path / "reference.h5"), killed) is None

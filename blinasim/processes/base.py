@@ -4,6 +4,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
+
+from blinasim.populations import KIND_CODE, NEVER
+
 if TYPE_CHECKING:
     from blinasim.model import BlinaModel
 
@@ -18,3 +22,20 @@ class Process(Protocol):
 def probability(rate_per_h: float, interval_min: float) -> float:
     """Chance that an event with a constant hourly rate happens within an interval."""
     return -math.expm1(-rate_per_h * interval_min / 60.0)
+
+
+def t_cell_activity(model) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of live activated T cells and their secretory activity (1 while engaged).
+
+    activity = exp(-(time since last synapse) / activity_decay_h).
+    """
+    pop = model.pop
+    rows = np.flatnonzero((pop.alive == 1) & (pop.kind <= KIND_CODE["cd4"]) & (pop.activated_step != NEVER))
+    since_h = np.where(pop.partner[rows] >= 0, 0.0, (model.steps - pop.engaged_step[rows]) * model.dt_min / 60.0)
+    return rows, np.exp(-since_h / model.scenario.cytokines.activity_decay_h)
+
+
+def emax(value, ec50: float, hill: float = 1.0):
+    """Saturating response value^n / (value^n + ec50^n)."""
+    value = np.maximum(value, 0.0) ** hill
+    return value / (value + ec50 ** hill)

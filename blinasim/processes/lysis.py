@@ -1,4 +1,8 @@
-"""Perforin/granzyme hits across synapses and multi-hit killing (ext/_lysis.pyx)."""
+"""Perforin/granzyme hits across synapses and multi-hit killing (ext/_lysis.pyx).
+
+Hit success falls with Treg suppression in the compartment (model.suppression) and with
+PD-1 on the T cell times PD-L1 on the target.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -25,12 +29,14 @@ class GranuleLysis:
         self.lysis = lysis
 
     def step(self, model) -> None:
-        pop, lysis = model.pop, self.lysis
+        pop, lysis, exhaustion = model.pop, self.lysis, model.scenario.exhaustion
         killers, victims = _lysis.deliver_hits(
             pop.partner, pop.kind, pop.alive, pop.granules, pop.granule_step,
             pop.activated_step, pop.synapse_step, pop.next_hit_step, pop.hits,
-            pop.last_hit_step, pop.kills, model.steps, self.first_hit_delay,
+            pop.last_hit_step, pop.kills, pop.regulatory, pop.comp, pop.engagements, pop.pdl1,
+            pop.id, 1.0 - model.suppression, exhaustion.pd1_half_engagements,
+            exhaustion.max_pd1_inhibition, model.steps, self.first_hit_delay,
             self.hit_interval, lysis.hits_to_kill, self.max_hit_gap, lysis.units_per_hit,
-            lysis.capacity_units, self.refill_per_step, self.max_synapse)
+            lysis.capacity_units, self.refill_per_step, self.max_synapse, model.seed)
         if len(victims):
             model.record_kills(killers, victims)

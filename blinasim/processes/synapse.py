@@ -40,13 +40,14 @@ class SynapseFormation:
             return
         free_t, free_targets = _contacts.count_free(pop.kind, pop.comp, pop.alive, pop.partner,
                                                     len(geo.names))
-        if not np.any((free_t > 0) & (free_targets > 0)):
+        # per compartment: the fewer cells scan, the more numerous are binned (same
+        # synapses either way); no pairing where a side is missing or there is no drug
+        pairing = (free_t > 0) & (free_targets > 0) & ((model.occ19 > 0) | (model.occ3 > 0))
+        if not np.any(pairing):
             return
-        # the fewer cells scan, the more numerous are binned (same synapses either way)
-        if free_targets.sum() < free_t.sum():
-            side, binned = _contacts.BIN_T_CELLS, free_t
-        else:
-            side, binned = _contacts.BIN_TARGETS, free_targets
+        side = np.where(~pairing, _contacts.NO_PAIRING,
+                        np.where(free_targets < free_t, _contacts.BIN_T_CELLS, _contacts.BIN_TARGETS)).astype(np.int8)
+        binned = np.where(side == _contacts.BIN_T_CELLS, free_t, np.where(pairing, free_targets, 0))
         nx, ny, offset = self.grid(model, binned)
         start, rows = _contacts.build_grid(side, pop.x, pop.y, pop.kind, pop.comp, pop.alive,
                                            pop.partner, nx, ny, offset, geo.width_um, geo.height_um)
@@ -61,6 +62,7 @@ class SynapseFormation:
         step = model.steps
         pop.synapse_step[t_rows] = step
         pop.engaged_step[t_rows] = step
+        pop.engagements[t_rows] += 1
         first = t_rows[pop.activated_step[t_rows] == NEVER]
         pop.activated_step[first] = step
         self.new_synapses = len(t_rows)

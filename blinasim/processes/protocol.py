@@ -1,0 +1,114 @@
+"""Clinical interventions and protocol rules: CRS grade, dexamethasone, tocilizumab,
+interruption and restart of the infusion.
+
+- CRS grade: the number of thresholds (grade1..grade4) that serum IL-6 signalling,
+  IL-6 x (1 - tocilizumab blockade), has reached.
+- Dexamethasone inhibits cytokine release by I(t) = I_max 0.5^((t - t_dose)/t_half) after
+  its latest dose (premedication: at the start, at every step-up, and on restart after an
+  interruption of 4 h or more).
+- Tocilizumab blocks IL-6 signalling by B(t) = B_max 0.5^((t - t_dose)/t_half).
+- The infusion is interrupted when the grade reaches `interrupt_at_crs_grade`, and restarted
+  at `restart_ug_per_day` for 7 days once it has fallen to `resume_at_crs_grade`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from blinasim.processes.cytokines import CYTOKINES
+
+ACTIONS = ("interrupt", "restart", "dexamethasone", "tocilizumab")
+RESTART_DAYS = 7.0
+LONG_INTERRUPTION_H = 4.0
+
+
+class Protocol:
+    """Intervention state (dose times, interruption) and the rules that change it."""
+    name = "protocol"
+
+    def __init__(self, model, every_steps: int):
+        s = model.scenario
+        self.every_steps = every_steps
+        self.i = s.interventions
+        self.thresholds = np.array([s.crs.grade1_il6_pg_per_ml, s.crs.grade2_il6_pg_per_ml,
+                                    s.crs.grade3_il6_pg_per_ml, s.crs.grade4_il6_pg_per_ml])
+        self.serum = model.geometry.role_code("blood")
+        planned = [d.time_h for d in self.i.dexamethasone_doses]
+        if self.i.dexamethasone_premedication:
+            planned += [0.0] + [t / 60.0 for t in model.pk.step_up_times_min()]
+        self.planned_dex_h = sorted(set(planned))
+        self.planned_toci_h = sorted(d.time_h for d in self.i.tocilizumab_doses)
+        self.dex_given_h: list[float] = []
+        self.toci_given_h: list[float] = []
+        self.interrupted_at_h: float | None = None
+        self.crs_grade = 0
+        self.events: list[tuple[float, int, float]] = []
+
+    # ------------------------------------------------------------------ effects
+    @staticmethod
+    def _decayed(doses_h: list[float], time_h: float, peak: float, half_life_h: float) -> float:
+        past = [t for t in doses_h if t <= time_h]
+        return peak * 0.5 ** ((time_h - past[-1]) / half_life_h) if past else 0.0
+
+    def dexamethasone_inhibition(self, time_h: float) -> float:
+        return self._decayed(self.dex_given_h, time_h, self.i.dexamethasone_max_inhibition,
+                             self.i.dexamethasone_effect_half_life_h)
+
+    def tocilizumab_block(self, time_h: float) -> float:
+        return self._decayed(self.toci_given_h, time_h, self.i.tocilizumab_block,
+                             self.i.tocilizumab_half_life_days * 24.0)
+
+    def il6_signal(self, model) -> float:
+        if self.serum is None:
+            return 0.0
+        il6 = model.cytokines_pg_per_ml[self.serum, CYTOKINES.index("il6")]
+        return il6 * (1.0 - self.tocilizumab_block(model.time_min / 60.0))
+
+    # ------------------------------------------------------------------ rules
+    def _give(self, given: list[float], action: str, time_h: float, value: float = 0.0) -> None:
+        given.append(time_h)
+        self.events.append((time_h, ACTIONS.index(action), value))
+
+    def administer_due_doses(self, time_h: float) -> None:
+        """Give planned doses whose time has come (also at time 0, before the first step)."""
+        while self.planned_dex_h and self.planned_dex_h[0] <= time_h:
+            self._give(self.dex_given_h, "dexamethasone", self.planned_dex_h.pop(0))
+        while self.planned_toci_h and self.planned_toci_h[0] <= time_h:
+            self._give(self.toci_given_h, "tocilizumab", self.planned_toci_h.pop(0))
+
+    def step(self, model) -> None:
+        time_h = model.time_min / 60.0
+        self.administer_due_doses(time_h)
+        self.crs_grade = int(np.searchsorted(self.thresholds, self.il6_signal(model), side="right"))
+        i = self.i
+        if i.tocilizumab_at_crs_grade and self.crs_grade >= i.tocilizumab_at_crs_grade and not self.toci_given_h:
+            self._give(self.toci_given_h, "tocilizumab", time_h)
+        pk = model.pk
+        if self.interrupted_at_h is None:
+            if i.interrupt_at_crs_grade and self.crs_grade >= i.interrupt_at_crs_grade and pk.scheduled_rate(model.time_min) > 0:
+                pk.interrupt()
+                self.interrupted_at_h = time_h
+                self.events.append((time_h, ACTIONS.index("interrupt"), 0.0))
+        elif self.crs_grade <= i.resume_at_crs_grade:
+            pk.restart(model.time_min, i.restart_ug_per_day / 24.0, RESTART_DAYS * 1440.0)
+            self.events.append((time_h, ACTIONS.index("restart"), i.restart_ug_per_day))
+            if i.dexamethasone_premedication and time_h - self.interrupted_at_h >= LONG_INTERRUPTION_H:
+                self._give(self.dex_given_h, "dexamethasone", time_h)
+            self.interrupted_at_h = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict:
+        return {"protocol.dex_given_h": np.array(self.dex_given_h, dtype=float),
+                "protocol.toci_given_h": np.array(self.toci_given_h, dtype=float),
+                "protocol.planned_dex_h": np.array(self.planned_dex_h, dtype=float),
+                "protocol.planned_toci_h": np.array(self.planned_toci_h, dtype=float),
+                "protocol.interrupted_at_h": np.nan if self.interrupted_at_h is None else self.interrupted_at_h,
+                "protocol.crs_grade": self.crs_grade}
+
+    def restore(self, state) -> None:
+        self.dex_given_h = [float(t) for t in state["protocol.dex_given_h"]]
+        self.toci_given_h = [float(t) for t in state["protocol.toci_given_h"]]
+        self.planned_dex_h = [float(t) for t in state["protocol.planned_dex_h"]]
+        self.planned_toci_h = [float(t) for t in state["protocol.planned_toci_h"]]
+        interrupted = float(state["protocol.interrupted_at_h"])
+        self.interrupted_at_h = None if np.isnan(interrupted) else interrupted
+        self.crs_grade = int(state["protocol.crs_grade"])
