@@ -15,6 +15,14 @@ from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 
+DELEGATED = {
+    "live": ("blinasim.viz.live", "watch a scenario run: a window, or a GIF/MP4 with --save"),
+    "plot": ("blinasim.viz.figures", "the standard multi-panel figure of run files"),
+    "serve": ("blinasim.viz.serve", "the classroom web page (extra 'web')"),
+    "bench": ("blinasim.bench", "the performance benchmarks and the plain-Mesa reference"),
+}
+"""Subcommands whose module parses its own arguments (its main(argv) -> exit code)."""
+
 
 class CliError(Exception):
     """A user error reported as one line with exit code 2."""
@@ -97,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(resume)
 
     sub.add_parser("scenarios", help="list the bundled scenarios")
+    for name, (_module, text) in DELEGATED.items():
+        sub.add_parser(name, help=text, add_help=False)
 
     show = sub.add_parser("show", help="print a fully resolved scenario")
     show.add_argument("scenario")
@@ -203,6 +213,9 @@ def _dispatch(args, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED:
+        import importlib
+        return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, or a usage error already reported on one line

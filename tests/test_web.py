@@ -76,10 +76,12 @@ def test_serve_refuses_a_bad_scenario(capsys):
 
 # --------------------------------------------------------------------------- the page in a browser
 
-def _browser():
+@pytest.fixture
+def browser():
+    """Headless Chromium driven by selenium (skips the test when either is missing)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not (chromium and driver):
+    chromedriver = shutil.which("chromedriver")
+    if not (chromium and chromedriver):
         pytest.skip("no headless Chromium here: apt-get install chromium chromium-driver")
     webdriver = pytest.importorskip("selenium.webdriver", reason="the browser test needs selenium (extra 'test')")
     from selenium.webdriver.chrome.service import Service
@@ -88,7 +90,9 @@ def _browser():
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--window-size=1400,1000"):
         options.add_argument(arg)
-    return webdriver.Chrome(service=Service(driver), options=options)
+    session = webdriver.Chrome(service=Service(chromedriver), options=options)
+    yield session
+    session.quit()
 
 
 def _free_port() -> int:
@@ -129,37 +133,47 @@ def page_url(tmp_path):
         log.close()
 
 
-def test_page_loads_runs_and_the_plot_changes(page_url):
+def test_page_loads_runs_and_the_plot_changes(browser, page_url):
+    from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
-    browser = _browser()
-    try:
-        browser.get(page_url)
-        wait = WebDriverWait(browser, BROWSER_WAIT_S, poll_frequency=0.25)
+    browser.get(page_url)
+    # the page re-renders while it runs: an element found a moment ago may be gone, so retry
+    wait = WebDriverWait(browser, BROWSER_WAIT_S, poll_frequency=0.25,
+                         ignored_exceptions=(StaleElementReferenceException, ElementClickInterceptedException))
 
-        def button(label):
-            found = [b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip().upper() == label]
-            return found[0] if found else None
+    def button(label):
+        found = [b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip().upper() == label]
+        return found[0] if found else None
 
-        def pictures():
-            return [img.get_attribute("src") for img in browser.find_elements(By.TAG_NAME, "img")]
+    def press(label):
+        def clicked(_):
+            target = button(label)
+            if target is not None:
+                target.click()
+            return target is not None
+        wait.until(clicked, f"no button {label}")
 
-        def step_count():
-            shown = "//*[starts-with(normalize-space(text()), 'Step:')]"
-            texts = [e.text for e in browser.find_elements(By.XPATH, shown)]
-            return int(texts[0].split(":")[1]) if texts else None
+    def pictures():
+        return [img.get_attribute("src") for img in browser.find_elements(By.TAG_NAME, "img")]
 
-        wait.until(lambda _: button("STEP") and button("RESET") and len(pictures()) >= 2 and step_count() == 0)
-        assert "blinasim classroom" in browser.page_source
-        assert "Dose (ug/day)" in browser.page_source and "E:T ratio in well" in browser.page_source
-        before = pictures()
-        button("STEP").click()
-        wait.until(lambda _: step_count() == classroom.RENDER_INTERVAL and pictures() != before)
-        after_step = pictures()
-        button("▶").click()  # start
-        wait.until(lambda _: (step_count() or 0) >= 4 * classroom.RENDER_INTERVAL and pictures() != after_step)
-        button("❚❚").click()  # pause
-        button("RESET").click()
-        wait.until(lambda _: step_count() == 0)
-    finally:
-        browser.quit()
+    def step_count():
+        shown = "//*[starts-with(normalize-space(text()), 'Step:')]"
+        texts = [e.text for e in browser.find_elements(By.XPATH, shown)]
+        return int(texts[0].split(":")[1]) if texts else None
+
+    wait.until(lambda _: button("STEP") and button("RESET") and len(pictures()) >= 2 and step_count() == 0,
+               "the page did not load: no Step and Reset buttons, two pictures and 'Step: 0'")
+    assert "blinasim classroom" in browser.page_source
+    assert "Dose (ug/day)" in browser.page_source and "E:T ratio in well" in browser.page_source
+    before = pictures()
+    press("STEP")
+    wait.until(lambda _: (step_count() or 0) >= classroom.RENDER_INTERVAL and pictures() != before,
+               "Step did not advance the model and change the pictures")
+    after_step = pictures()
+    press("▶")  # start
+    wait.until(lambda _: (step_count() or 0) >= 4 * classroom.RENDER_INTERVAL and pictures() != after_step,
+               "the started run did not advance and change the pictures")
+    press("❚❚")  # pause
+    press("RESET")
+    wait.until(lambda _: step_count() == 0, "Reset did not start a new model")
