@@ -439,7 +439,8 @@ def test_resolved_yaml_lists_every_field_in_declared_order():
 def test_scenario_to_dict_gives_plain_data():
     plain = scenario_to_dict(load_scenario_text(VALID).scenario)
     assert plain["routes"] == [{"source": "blood", "target": "marrow",
-                                "rate_per_h": {"cd8": 0.01, "cd4": 0.0, "b": 0.0, "blast": 0.0}}]
+                                "rate_per_h": {"cd8": 0.01, "cd4": 0.0, "b": 0.0, "blast": 0.0},
+                                "mechanism": "constant"}]
     assert isinstance(plain["schedule"]["cycles"], list)
 
 

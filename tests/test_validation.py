@@ -82,8 +82,13 @@ def test_blood_b_cells_below_1_per_ul_by_48_h(first_two_days):
     assert first_two_days[48]["blood_b_per_ul"] < 1.0
 
 
+def total_t_cells(row: dict) -> float:
+    return sum(v for k, v in row.items() if k.startswith("count_") and k.endswith(("_cd8", "_cd4")))
+
+
 def test_t_cells_are_not_killed_and_only_bridged_ones_activate(first_two_days):
-    assert first_two_days[48]["blood_t_per_ul"] >= 0.8 * first_two_days[0.0]["blood_t_per_ul"]
+    """T cells leave the blood for the vessel wall, but none is lost to the drug."""
+    assert total_t_cells(first_two_days[48]) >= 0.95 * total_t_cells(first_two_days[0.0])
     assert first_two_days[0.0]["t_cells_activated"] == 0
 
 

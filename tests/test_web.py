@@ -31,7 +31,7 @@ with warnings.catch_warnings():  # Mesa 3.3's SolaraViz trips solara's rules-of-
 
 SMALL_DISH = ("compartments.well.width_um=316", "compartments.well.height_um=316", "duration_h=2")
 SERVER_START_S = 90.0
-BROWSER_WAIT_S = 60.0
+BROWSER_WAIT_S = 180  # generous: the page steps the real model, slow on a loaded 2-core machine
 
 
 # --------------------------------------------------------------------------- the model behind the page
