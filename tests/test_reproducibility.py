@@ -33,6 +33,21 @@ SNAPSHOTS = ["--snapshot-every", "3"]
 STEPS_PER_H = 60  # time_step_min = 1
 
 
+@pytest.fixture(autouse=True)
+def sigint_not_ignored():
+    """These tests interrupt runs with SIGINT. A shell started in the background (or nohup)
+    hands its children SIGINT ignored, which blinasim rightly keeps; give each test the
+    default disposition instead, whatever this pytest inherited."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _default_signals_in_child() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("scenario") / "small.yaml"
@@ -170,7 +185,8 @@ def long_reference(scenario, tmp_path_factory) -> Path:
 
 def start_run(scenario: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "blinasim", "run", str(scenario), "--out", str(out),
-                             "--quiet", *LONG], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--quiet", *LONG], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_signals_in_child)
 
 
 def wait_for_checkpoint(process: subprocess.Popen, partial: Path, step: int, timeout: float = 120.0) -> None:
