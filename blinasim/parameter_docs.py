@@ -12,7 +12,8 @@ from blinasim import schema
 from blinasim.scenario import load_scenario
 
 MECHANISM_SECTIONS = ("drug", "pk", "receptors", "binding", "motility", "synapse", "lysis",
-                      "activation", "blasts", "b_cells")
+                      "activation", "blasts", "b_cells", "markers", "exhaustion", "regulation",
+                      "cytokines", "crs", "antigen", "endothelium", "interventions", "neurotoxicity")
 
 INTRO = """# Parameters
 
@@ -37,6 +38,9 @@ def _section_rows(prefix: str, section: typing.Any, names: tuple[str, ...] = ())
     rows = []
     for field in dataclasses.fields(section):
         meta = field.metadata
+        if meta.get("section") and not names:  # nested section, e.g. cytokines.il6
+            rows += _section_rows(f"{prefix}{field.name}.", getattr(section, field.name))
+            continue
         if "unit" not in meta or (names and field.name not in names):
             continue
         rows.append(f"| `{prefix}{field.name}` | {_value(getattr(section, field.name))} | "
@@ -50,14 +54,15 @@ def _compartment_rows(scenario: schema.Scenario) -> list[str]:
         volume_ul = comp.width_um * comp.height_um * comp.thickness_um / 1e9
         densities = ", ".join(f"{k} {_value(comp.cells_per_ul.get(k))}" for k in schema.CELL_KINDS)
         speeds = ", ".join(f"{k} {_value(comp.speed_um_per_min.get(k))}" for k in schema.CELL_KINDS)
-        rows.append(f"| {name} | {_value(comp.width_um)} x {_value(comp.height_um)} x "
+        rows.append(f"| {name} ({comp.role}) | {_value(comp.width_um)} x {_value(comp.height_um)} x "
                     f"{_value(comp.thickness_um)} um ({volume_ul:.4g} uL) | {densities} | "
-                    f"{speeds} | {_value(comp.nucleated_cells_per_ul)} |")
+                    f"{speeds} | {_value(comp.nucleated_cells_per_ul)} | {_value(comp.drug_exposure)} | "
+                    f"{_value(comp.serum_share)} |")
     return rows
 
 
 def _route_rows(scenario: schema.Scenario) -> list[str]:
-    return [f"| {r.source} -> {r.target} | "
+    return [f"| {r.source} -> {r.target} | {r.mechanism} | "
             + ", ".join(f"{k} {_value(r.rate_per_h.get(k))}" for k in schema.CELL_KINDS if r.rate_per_h.get(k))
             + " |" for r in scenario.routes]
 
@@ -80,9 +85,11 @@ def render_parameter_docs() -> str:
               "lymphocytes total 2,500/uL, inside the 1-3e3/uL range of the brief). Marrow: "
               "packed tissue of 1e6 nucleated cells/uL with 25% blasts, T cells 2% "
               "(assumption) and B-cell precursors 2% (assumption). The blood slab thickness is "
-              "calibrated (model.md).", "",
-              "| compartment | size | cells per uL | speed (um/min) | nucleated cells per uL |",
-              "|---|---|---|---|---|", *_compartment_rows(reference), "",
+              "calibrated (model.md). The vessel wall holds adhered T cells; the CNS is 5 uL of "
+              "CSF with ~3 T cells/uL. Serum shares follow body volumes relative to blood "
+              "(marrow ~2.5 L vs blood ~5 L; CSF ~150 mL).", "",
+              "| compartment (role) | size | cells per uL | speed (um/min) | nucleated cells per uL | drug exposure | serum share |",
+              "|---|---|---|---|---|---|---|", *_compartment_rows(reference), "",
               "Migration routes (per-cell rates, 1/h), chosen to hold the baseline counts:", "",
-              "| route | rate per kind |", "|---|---|", *_route_rows(reference), ""]
+              "| route | mechanism | rate per kind |", "|---|---|---|", *_route_rows(reference), ""]
     return "\n".join(lines)

@@ -16,3 +16,13 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci_command = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert ci_command in readme, "the last line of .ci/run must be the README's test command"
+
+
+def test_parameters_md_covers_every_mechanism_section():
+    import dataclasses
+
+    from blinasim.parameter_docs import MECHANISM_SECTIONS
+    from blinasim.schema import Scenario
+    sections = {f.name for f in dataclasses.fields(Scenario) if f.metadata.get("section")}
+    elsewhere = {"schedule", "output"}  # the schedule is in scenarios.md; output is not a model parameter
+    assert sections - elsewhere == set(MECHANISM_SECTIONS)
