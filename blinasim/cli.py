@@ -1,8 +1,9 @@
-"""The command line: `blinasim run|resume|scenarios|show|verify|compare`.
+"""The command line: `blinasim run|resume|cohort|scenarios|show|verify|compare`.
 
-Bad input (scenario, options, file names, existing outputs) ends with one line on stderr,
-``blinasim: error: ...``, and exit code 2, before anything is written; an interrupted run
-with 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP); `verify` and `compare` with 1 when they differ.
+Bad input (scenario, cohort, options, file names, existing outputs) ends with one line on
+stderr, ``blinasim: error: ...``, and exit code 2, before anything is written; an interrupted
+run or cohort with 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP); `verify` and `compare` with 1
+when they differ; `cohort` with 1 when some patients failed (their errors are in the file).
 """
 from __future__ import annotations
 
@@ -43,6 +44,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected at least 0, got {value}")
     return value
 
 
@@ -112,6 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("scenario")
     show.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
 
+    cohort = sub.add_parser("cohort", help="run a cohort of virtual patients on Dask into an HDF5 cohort file")
+    cohort.add_argument("cohort", help="path of a cohort YAML file, or the name of a bundled one")
+    cohort.add_argument("--patients", type=_positive_int, default=None, help="number of patients (default: the file's)")
+    cohort.add_argument("--out", type=Path, default=None, help="cohort file to write or continue (default: NAME.h5)")
+    where = cohort.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, default=None,
+                       help="worker processes of a local Dask cluster (default: one per core)")
+    where.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="use the running Dask scheduler at ADDRESS (e.g. tcp://host:8786) instead")
+    cohort.add_argument("--force", action="store_true", help="replace an existing --out instead of continuing it")
+    cohort.add_argument("--quiet", action="store_true", help="no progress display or summary")
+    cohort.add_argument("--patient", type=_non_negative_int, metavar="I", default=None,
+                        help="instead of the cohort, write patient I's full run file (--out, default NAME_patientI.h5)")
+
     verify = sub.add_parser("verify", help="rerun a run file's scenario and seed and check every dataset matches")
     verify.add_argument("file", type=Path)
     verify.add_argument("--threads", type=_positive_int, default=1)
@@ -159,6 +184,45 @@ def cmd_resume(args, command_line: str) -> int:
     return 0
 
 
+def cmd_cohort(args, command_line: str) -> int:
+    from blinasim.cohort.cohortfile import summary_lines
+    from blinasim.cohort.execute import run_cohort
+    from blinasim.cohort.spec import load_cohort
+    spec = load_cohort(args.cohort)
+    if args.patient is not None:
+        return _cohort_patient(spec, args, command_line)
+    out = args.out or Path(f"{spec.name}.h5")
+    done = run_cohort(spec, out, patients=args.patients, workers=args.workers, scheduler=args.scheduler,
+                      force=args.force, quiet=args.quiet, command_line=command_line)
+    if not args.quiet:
+        where = f" on {done.workers} workers" if done.ran else " (nothing left to run)"
+        print(f"ran {done.ran} patients in {done.wall_s:.1f} s{where}")
+        print("\n".join(summary_lines(done.path)))
+    if done.failed:
+        print(f"blinasim: {done.failed} patient(s) failed; their errors are in {done.path} "
+              f"(patients/error); rerunning the same command retries them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cohort_patient(spec, args, command_line: str) -> int:
+    from blinasim.cohort.patient import draw_patient
+    from blinasim.run import run_scenario
+    from blinasim.scenario import load_scenario_text
+    patients = args.patients or spec.settings.patients
+    if args.patient >= patients:
+        raise CliError(f"--patient {args.patient}: the cohort has patients 0 to {patients - 1}")
+    draw = draw_patient(spec, args.patient)
+    if draw.problem:
+        raise CliError(f"patient {args.patient}: {draw.problem}")
+    loaded = load_scenario_text(spec.base.resolved_yaml, f"{spec.file} patient {args.patient}", draw.overrides)
+    out = args.out or Path(f"{spec.name}_patient{args.patient}.h5")
+    summary = run_scenario(loaded, out, seed=draw.seed, force=args.force, quiet=args.quiet,
+                           command_line=command_line)
+    _print_summary(summary, args.quiet)
+    return 0
+
+
 def cmd_scenarios() -> int:
     from blinasim.scenario import bundled_scenarios
     scenarios = bundled_scenarios()
@@ -202,6 +266,8 @@ def _dispatch(args, argv: list[str]) -> int:
         return cmd_run(args, command_line)
     if args.command == "resume":
         return cmd_resume(args, command_line)
+    if args.command == "cohort":
+        return cmd_cohort(args, command_line)
     if args.command == "scenarios":
         return cmd_scenarios()
     if args.command == "show":
@@ -220,12 +286,13 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, or a usage error already reported on one line
         return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
+    from blinasim.cohort.cohortfile import CohortFileError
     from blinasim.run import Interrupted, RunError
     from blinasim.runfile import RunFileExists
     from blinasim.scenario import ScenarioError
     try:
         return _dispatch(args, argv)
-    except (ScenarioError, RunFileExists, RunError, CliError) as err:
+    except (ScenarioError, RunFileExists, RunError, CliError, CohortFileError) as err:
         print(f"blinasim: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Interrupted as stop:

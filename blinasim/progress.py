@@ -75,3 +75,69 @@ class Progress:
             except (OSError, ValueError):
                 pass
         self.shown = False
+
+
+class CohortProgress:
+    """Patients done of a cohort, with failures, workers and time left, on stderr.
+
+    Redraws one line on a terminal (every 0.5 s); prints a line every 15 s otherwise.
+    Failed patients are reported on their own line as they come in.
+    """
+
+    def __init__(self, patients: int, done_before: int, workers: int, *, enabled: bool = True,
+                 stream=None, clock=time.perf_counter):
+        self.patients, self.done_before, self.workers = patients, done_before, workers
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.clock = clock
+        try:
+            self.tty = self.stream.isatty()
+        except (AttributeError, ValueError):
+            self.tty = False
+        self.started = self.last_shown = clock()
+        self.finished = self.failed = 0
+        self.shown = False
+
+    def update(self, result) -> None:
+        self.finished += 1
+        self.failed += not result.ok
+        if not self.enabled:
+            return
+        if not result.ok:
+            self._write(("\r\033[K" if self.tty and self.shown else "")
+                        + f"patient {result.index} failed: {result.error}\n")
+        now = self.clock()
+        if now - self.last_shown >= (0.5 if self.tty else 15.0) or self.finished == 1:
+            self.last_shown = now
+            self._draw(now)
+
+    def line(self, now: float) -> str:
+        elapsed = max(now - self.started, 1e-9)
+        total_done = self.done_before + self.finished
+        left = self.patients - total_done
+        per_patient = elapsed / self.finished if self.finished else float("nan")
+        eta = f"{left * per_patient:6.0f} s" if self.finished else "     ? s"
+        width = 24
+        bar_done = int(width * total_done / max(1, self.patients))
+        failed = f" ({self.failed} failed)" if self.failed else ""
+        return (f"[{'#' * bar_done}{'-' * (width - bar_done)}] {total_done}/{self.patients} patients"
+                f"{failed} | {self.workers} workers | {per_patient * self.workers:6.1f} s/patient "
+                f"| ETA {eta}")
+
+    def _draw(self, now: float) -> None:
+        text = self.line(now)
+        self._write(("\r" + text + "\033[K") if self.tty else (text + "\n"))
+        self.shown = True
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed or broken stderr must not stop the cohort
+            self.enabled = False
+
+    def close(self) -> None:
+        if self.shown and self.tty:
+            self._draw(self.clock())
+            self._write("\n")
+        self.shown = False

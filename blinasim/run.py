@@ -238,7 +238,7 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
 """Signals that stop a run cleanly (the file keeps what was recorded, complete=0)."""
 
 
-class _StopFlag:
+class StopFlag:
     """Turns SIGINT/SIGTERM/SIGHUP into a flag the stepping loop checks between steps.
 
     Signals that are ignored (e.g. SIGHUP under nohup, SIGINT of a background job) stay
@@ -266,7 +266,7 @@ class _StopFlag:
         self._previous.clear()
 
 
-def simulate(model: BlinaModel, writer: RunWriter, stop: _StopFlag, *, quiet: bool = False,
+def simulate(model: BlinaModel, writer: RunWriter, stop: StopFlag, *, quiet: bool = False,
              checkpoint_every: int = 0, snapshot_every: int = 0) -> None:
     """Step the model to its end, recording rows, kills, snapshots and checkpoints.
 
@@ -330,7 +330,7 @@ def run_scenario(loaded: LoadedScenario, out: Path, *, seed: int | None = None, 
         raise RunError(f"--threads: expected a whole number of at least 1, got {threads}")
     _check_out(out, force)
     started = time.perf_counter()
-    with _StopFlag() as stop:
+    with StopFlag() as stop:
         model = BlinaModel(loaded.scenario, seed=seed, threads=threads)
         checkpoint_every = checkpoint_every_steps(model, checkpoint_h)
         snapshot_every = snapshot_every_steps(model, snapshot_h)
@@ -414,7 +414,7 @@ def resume_run(path: str | os.PathLike, *, threads: int = 1, quiet: bool = False
         raise RunError(f"run file {source} is complete; there is nothing to resume")
     seed = int(attrs["seed"])
     started = time.perf_counter()
-    with _StopFlag() as stop:
+    with StopFlag() as stop:
         model = BlinaModel(loaded.scenario, seed=seed, threads=threads)
         checkpoint_h = override_h or float(attrs.get("checkpoint_every_h", 0.0))
         checkpoint_every = checkpoint_every_steps(model, checkpoint_h)

@@ -84,6 +84,8 @@ def load_scenario(source: str | os.PathLike, overrides: Sequence[str] = ()) -> L
     """Load a scenario file, or a bundled scenario by name, and apply ``--set`` overrides."""
     name = os.fspath(source)
     found = _find_scenario(name, pathlib.Path())
+    if found is None and name in bundled_cohorts():
+        raise ScenarioError(name, 1, WHOLE_FILE, f"{name} is a bundled cohort; run it with 'blinasim cohort {name}'")
     if found is None:
         raise ScenarioError(name, 1, WHOLE_FILE,
                             f"no such file, and no bundled scenario of that name ({_bundled_list()})")
@@ -107,6 +109,48 @@ def bundled_path(name: str) -> pathlib.Path:
     return _bundled_dir() / f"{name}.yaml"
 
 
+def find_yaml(name: str, directory: str | os.PathLike = ".",
+              bundled: Sequence[str] | None = None) -> pathlib.Path | None:
+    """A file `name` relative to `directory`, else the bundled file of that name, else None.
+
+    `bundled` limits which bundled names count (default: the bundled scenarios).
+    """
+    candidate = pathlib.Path(directory) / name
+    if _is_file(candidate):
+        return candidate
+    if name in (_bundled_names() if bundled is None else bundled):
+        return bundled_path(name)
+    return None
+
+
+def read_yaml_text(path: str | os.PathLike) -> str:
+    """A YAML file's UTF-8 text; an unreadable file raises ScenarioError."""
+    return _read_text(pathlib.Path(path))
+
+
+def read_yaml_tree(text: str, file: str) -> "_Node":
+    """YAML text as nodes (``.value``, ``.file``, ``.line``), for formats that share the errors."""
+    node = _compose(text, file, WHOLE_FILE)
+    if node is None:
+        raise ScenarioError(file, 1, WHOLE_FILE, "the file is empty; expected a mapping of fields")
+    return _Reader(file).read(node, "")
+
+
+def build_section(cls: type, node: "_Node", path: str = "") -> Any:
+    """Check a node mapping against a dataclass of `param` fields, as scenario sections are."""
+    return _build_section(cls, node, path)
+
+
+def error_at(node: "_Node", path: str, message: str) -> ScenarioError:
+    """The one-line error for a problem with `node`, located where it was set."""
+    return _error(node, path, message)
+
+
+def describe_value(value: Any) -> str:
+    """A value as error messages show it (null, true, 2.5, text 'abc', a list, a mapping)."""
+    return _describe(value)
+
+
 def scenario_to_dict(s: Scenario) -> dict:
     """The scenario as plain dicts, lists and scalars, fields in declared order."""
     return _plain(s)
@@ -122,8 +166,19 @@ def _bundled_dir() -> pathlib.Path:
         return pathlib.Path(__file__).resolve().parent.parent / "scenarios"
 
 
+COHORT_PREFIX = "cohort_"
+"""Bundled files named cohort_*.yaml are cohorts (`blinasim cohort`), not scenarios."""
+
+
 def _bundled_names() -> list[str]:
-    return sorted(path.stem for path in _bundled_dir().glob("*.yaml"))
+    return sorted(path.stem for path in _bundled_dir().glob("*.yaml")
+                  if not path.stem.startswith(COHORT_PREFIX))
+
+
+def bundled_cohorts() -> dict[str, str]:
+    """Bundled cohort names (cohort_*.yaml) with the first sentence of their description."""
+    names = sorted(path.stem for path in _bundled_dir().glob(f"{COHORT_PREFIX}*.yaml"))
+    return {name: _summary(name) for name in names}
 
 
 def _bundled_list() -> str:
@@ -148,12 +203,10 @@ def _is_file(path: pathlib.Path) -> bool:
 
 def _find_scenario(name: str, directory: pathlib.Path) -> tuple[pathlib.Path, str] | None:
     """(path, origin) of a file relative to `directory` or else a bundled scenario."""
-    candidate = directory / name
-    if _is_file(candidate):
-        return candidate, str(candidate)
-    if name in _bundled_names():
-        return bundled_path(name), f"bundled:{name}"
-    return None
+    path = find_yaml(name, directory)
+    if path is None:
+        return None
+    return path, (str(path) if path == directory / name else f"bundled:{name}")
 
 
 def _read_text(path: pathlib.Path) -> str:

@@ -17,10 +17,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
+from blinasim.cohort.cohortfile import is_cohort_file
 from blinasim.pk import InfusionPeriod, infusion_periods
 from blinasim.runfile import read_attrs
 from blinasim.scenario import ScenarioError, load_scenario_text
 from blinasim.viz import Parser, VizError, run_command
+from blinasim.viz.cohort_figure import plot_cohort
 from blinasim.viz.panels import FIGURE_PANELS, PANELS, Panel, log_values, time_axis, variable_panel
 
 FORMATS = (".png", ".pdf", ".svg")
@@ -186,8 +188,8 @@ def shade_schedule(ax: Axes, periods: tuple[InfusionPeriod, ...], hours: float, 
 
 
 def build_parser() -> Parser:
-    p = Parser(prog="blinasim plot", description="Standard multi-panel figure of one or more run files.")
-    p.add_argument("runs", nargs="+", type=Path, metavar="RUN.h5", help="run files; several overlay")
+    p = Parser(prog="blinasim plot", description="Standard multi-panel figure of one or more run files, or of one cohort file.")
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN.h5", help="run files (several overlay), or one cohort file")
     p.add_argument("-o", "--out", type=Path, default=None,
                    help="figure file, .png, .pdf or .svg (default: the first run file with .png)")
     p.add_argument("--vars", action="append", default=[], metavar="NAMES",
@@ -204,6 +206,13 @@ def _plot(args) -> int:
         raise VizError(f"{out}: unknown figure format; use {', '.join(FORMATS)}")
     if not out.parent.is_dir():
         raise VizError(f"{out}: directory {out.parent} does not exist")
+    cohorts = [path for path in args.runs if is_cohort_file(path)]
+    if cohorts:
+        if len(args.runs) > 1:
+            raise VizError(f"{cohorts[0]} is a cohort file; plot it on its own")
+        plot_cohort(cohorts[0], title=args.title).savefig(out, dpi=args.dpi)
+        print(f"wrote {out}")
+        return 0
     runs = [load_run(path) for path in args.runs]
     names = [n.strip() for group in args.vars for n in group.split(",") if n.strip()] or list(FIGURE_PANELS)
     fig = plot_runs(runs, resolve_panels(names, runs), title=args.title)
