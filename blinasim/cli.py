@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("file", type=Path)
     verify.add_argument("--threads", type=_positive_int, default=1)
 
-    compare = sub.add_parser("compare", help="report the first difference between two run files")
+    compare = sub.add_parser("compare", help="report the first difference between two run files (or two cohort files)")
     compare.add_argument("a", type=Path)
     compare.add_argument("b", type=Path)
     compare.add_argument("--rtol", type=_tolerance, default=0.0, help="relative tolerance (default: bit-identical)")
@@ -224,11 +224,15 @@ def _cohort_patient(spec, args, command_line: str) -> int:
 
 
 def cmd_scenarios() -> int:
-    from blinasim.scenario import bundled_scenarios
-    scenarios = bundled_scenarios()
-    width = max(map(len, scenarios), default=0)
+    from blinasim.scenario import bundled_cohorts, bundled_scenarios
+    scenarios, cohorts = bundled_scenarios(), bundled_cohorts()
+    width = max(map(len, [*scenarios, *cohorts]), default=0)
     for name, description in scenarios.items():
         print(f"{name:<{width}}  {description}")
+    if cohorts:
+        print("\ncohorts (blinasim cohort NAME):")
+        for name, description in cohorts.items():
+            print(f"{name:<{width}}  {description}")
     return 0
 
 
@@ -250,9 +254,17 @@ def cmd_verify(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    from blinasim.cohort.cohortfile import compare_cohorts, is_cohort_file
     from blinasim.runfile import compare_runs
-    difference = compare_runs(_existing_run_file(args.a), _existing_run_file(args.b),
-                              rtol=args.rtol, atol=args.atol)
+    a, b = _existing_run_file(args.a), _existing_run_file(args.b)
+    if is_cohort_file(a) or is_cohort_file(b):
+        if not (is_cohort_file(a) and is_cohort_file(b)):
+            raise CliError(f"{a if is_cohort_file(a) else b} is a cohort file; compare it with another cohort file")
+        if args.rtol or args.atol:
+            raise CliError("--rtol and --atol apply to run files; cohort files are compared bit for bit")
+        difference = compare_cohorts(a, b)
+    else:
+        difference = compare_runs(a, b, rtol=args.rtol, atol=args.atol)
     if difference is None:
         print("no differences")
         return 0

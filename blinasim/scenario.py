@@ -146,6 +146,11 @@ def error_at(node: "_Node", path: str, message: str) -> ScenarioError:
     return _error(node, path, message)
 
 
+def section_docs(cls: type, path: str, title: str) -> str:
+    """Markdown reference of a dataclass of `param` fields: heading, field table, subsections."""
+    return _section_docs(cls, path, title)
+
+
 def describe_value(value: Any) -> str:
     """A value as error messages show it (null, true, 2.5, text 'abc', a list, a mapping)."""
     return _describe(value)

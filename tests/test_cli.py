@@ -179,12 +179,14 @@ def test_real_command_refuses_on_one_line(tmp_path):
 
 def test_scenarios_lists_bundled_ones(capsys):
     assert main(["scenarios"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    scenario_part, cohort_part = capsys.readouterr().out.split("\n\ncohorts (blinasim cohort NAME):\n")
+    lines = scenario_part.splitlines()
     bundled = bundled_scenarios()
     assert [line.split()[0] for line in lines] == list(bundled)
     assert {"dish", "standard_cycle"} <= set(bundled)
     for line, description in zip(lines, bundled.values()):
         assert line.endswith(description) and "does not load" not in line
+    assert [line.split()[0] for line in cohort_part.splitlines()] == ["cohort_mrd", "cohort_rr_high_burden"]
 
 
 def test_show_prints_the_resolved_scenario(tmp_path, capsys, tiny):

@@ -70,12 +70,15 @@ def test_two_workers_give_the_same_cohort_as_one(reference, cohort_dir):
     assert np.isfinite(cohort["patients"]["cr"]).all()
 
 
-def test_compare_sees_a_changed_value(reference, tmp_path):
+def test_compare_sees_a_changed_value(reference, cohort_dir, tmp_path, capsys):
     changed = tmp_path / "changed.h5"
     changed.write_bytes(reference.read_bytes())
+    assert main(["compare", str(reference), str(changed)]) == 0
     with h5py.File(changed, "r+") as f:
         f["series/blasts"][3, 5] += 1.0
     assert compare_cohorts(reference, changed) == "series/blasts differs"
+    assert main(["compare", str(reference), str(changed)]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "series/blasts differs"
 
 
 def test_rerunning_a_finished_cohort_runs_nothing(reference, cohort_dir, tmp_path):

@@ -26,3 +26,12 @@ def test_parameters_md_covers_every_mechanism_section():
     sections = {f.name for f in dataclasses.fields(Scenario) if f.metadata.get("section")}
     elsewhere = {"schedule", "output"}  # the schedule is in scenarios.md; output is not a model parameter
     assert sections - elsewhere == set(MECHANISM_SECTIONS)
+
+
+def test_cohorts_md_reference_is_up_to_date():
+    from blinasim.cohort.reference import BEGIN, END, render_cohort_reference
+    text = (ROOT / "docs" / "cohorts.md").read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    assert text[start:end] + "\n" == render_cohort_reference(), (
+        "docs/cohorts.md is stale: replace its generated part with "
+        "blinasim.cohort.reference.render_cohort_reference()")
