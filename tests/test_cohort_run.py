@@ -199,3 +199,12 @@ def test_plot_draws_a_cohort_file(reference, tmp_path, capsys):
     assert out.stat().st_size > 20_000
     assert main(["plot", str(reference), str(reference), "-o", str(out)]) == 2
     assert "is a cohort file; plot it on its own" in capsys.readouterr().err
+
+
+def test_an_unreachable_scheduler_is_refused_before_anything_is_written(cohort_dir, tmp_path, capsys, monkeypatch):
+    import blinasim.cohort.execute as execute
+    monkeypatch.setattr(execute, "CONNECT_TIMEOUT", "1s")
+    out = tmp_path / "never.h5"
+    assert main(["cohort", str(cohort_dir / "tiny.yaml"), "--scheduler", "tcp://127.0.0.1:1", "--out", str(out)]) == 2
+    assert "--scheduler tcp://127.0.0.1:1: cannot connect" in capsys.readouterr().err
+    assert not out.exists()

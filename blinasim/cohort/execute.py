@@ -29,6 +29,8 @@ from blinasim.progress import CohortProgress
 from blinasim.run import Interrupted, StopFlag, library_versions
 
 POLL_S = 0.2
+CONNECT_TIMEOUT = "20s"
+"""How long `--scheduler` tries to reach the scheduler."""
 TASKS_PER_WORKER = 2
 """Patients queued per worker thread beyond the ones running."""
 
@@ -61,27 +63,33 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _open_output(spec, out: pathlib.Path, patients: int, force: bool, attrs: dict) -> CohortFile:
-    """Continue the same cohort in `out`, or create it; refuse to touch anything else."""
+def _existing_output(out: pathlib.Path, patients: int, force: bool, identity: str) -> CohortFile | None:
+    """The same cohort already in `out` (to continue), or None when `out` is to be created.
+
+    Refuses, before anything is written, an output it must not touch.
+    """
     if out.is_dir():
         raise CohortFileError(f"{out} is a directory, not a cohort file name")
     if not out.parent.is_dir():
         raise CohortFileError(f"{out}: directory {out.parent} does not exist")
-    identity = attrs["identity"]
-    if out.exists() and not force:
-        if not is_cohort_file(out):
-            raise CohortFileError(f"{out} exists and is not a blinasim cohort file; use --force to replace it")
-        existing = CohortFile.open(out)
-        if existing.identity == identity:
-            return existing
-        existing_patients = existing.patients
-        existing.close()
-        if existing_patients != patients:
-            raise CohortFileError(f"{out} holds a cohort of {existing_patients} patients, not {patients}; "
-                                  f"--patients {existing_patients} continues it (if it is this cohort); "
-                                  f"or use another --out")
-        raise CohortFileError(f"{out} holds a different cohort (its cohort file, base scenario, seed or "
-                              f"number of patients differ); use --force to replace it or another --out")
+    if not out.exists() or force:
+        return None
+    if not is_cohort_file(out):
+        raise CohortFileError(f"{out} exists and is not a blinasim cohort file; use --force to replace it")
+    existing = CohortFile.open(out)
+    if existing.identity == identity:
+        return existing
+    existing_patients = existing.patients
+    existing.close()
+    if existing_patients != patients:
+        raise CohortFileError(f"{out} holds a cohort of {existing_patients} patients, not {patients}; "
+                              f"--patients {existing_patients} continues it (if it is this cohort); "
+                              f"or use another --out")
+    raise CohortFileError(f"{out} holds a different cohort (its cohort file, base scenario, seed or "
+                          f"number of patients differ); use --force to replace it or another --out")
+
+
+def _create_output(spec, out: pathlib.Path, patients: int, attrs: dict) -> CohortFile:
     draws = [draw_patient(spec, i) for i in range(patients)]
     times = series_times_h(spec.base.scenario.duration_h, spec.settings.series_every_h)
     try:
@@ -111,7 +119,7 @@ class _Dask:
         self.cluster = None
         if address:
             try:
-                self.client = Client(address, timeout="20s")
+                self.client = Client(address, timeout=CONNECT_TIMEOUT)
             except (OSError, TimeoutError) as exc:
                 raise CohortFileError(f"--scheduler {address}: cannot connect ({str(exc).splitlines()[0]})") from None
         else:  # the scheduler's HTTP server takes a free port (':0'), never a warning about 8787
@@ -148,34 +156,42 @@ def run_cohort(spec, out: pathlib.Path, *, patients: int | None = None, workers:
     out = pathlib.Path(out)
     patients = patients or spec.settings.patients
     workers = None if scheduler else (workers or default_workers())
+    attrs = cohort_attrs(spec, patients, command_line)
     started = time.perf_counter()
     with StopFlag() as stop:
-        cohort = _open_output(spec, out, patients, force, cohort_attrs(spec, patients, command_line))
-        try:
-            return _run(spec, cohort, patients, workers, scheduler, stop, quiet, started, on_result)
-        finally:
-            cohort.close()
-
-
-def _run(spec, cohort: CohortFile, patients: int, workers, scheduler, stop, quiet, started, on_result) -> CohortRun:
-    todo = [int(i) for i in np.flatnonzero(cohort.status() != DONE)]
-    ran = 0
-    if todo:
-        dask = _Dask(workers, scheduler)
-        threads = dask.threads()
-        cohort.set_attrs({"workers": threads})
-        progress = CohortProgress(patients, patients - len(todo), threads, enabled=not quiet)
-        try:
-            ran = _stream(spec, cohort, todo, dask, stop, progress, on_result)
-        finally:
-            progress.close()
+        cohort = _existing_output(out, patients, force, attrs["identity"])
+        if cohort is not None and not np.any(cohort.status() != DONE):
             cohort.write_summary()
+            cohort.close()
+            return CohortRun(out, patients, 0, patients, 0, time.perf_counter() - started, 0)
+        try:
+            dask = _Dask(workers, scheduler)
+        except BaseException:
+            if cohort is not None:
+                cohort.close()
+            raise
+        try:
+            cohort = cohort or _create_output(spec, out, patients, attrs)
+            cohort.set_attrs({"command_line": command_line})
+            return _run(spec, cohort, dask, stop, quiet, started, on_result)
+        finally:
             dask.close()
-    else:
-        threads = 0
+            if cohort is not None:
+                cohort.close()
+
+
+def _run(spec, cohort: CohortFile, dask: _Dask, stop, quiet, started, on_result) -> CohortRun:
+    todo = [int(i) for i in np.flatnonzero(cohort.status() != DONE)]
+    threads = dask.threads()
+    cohort.set_attrs({"workers": threads})
+    progress = CohortProgress(cohort.patients, cohort.patients - len(todo), threads, enabled=not quiet)
+    try:
+        ran = _stream(spec, cohort, todo, dask, stop, progress, on_result)
+    finally:
+        progress.close()
         cohort.write_summary()
     status = cohort.status()
-    return CohortRun(cohort.path, patients, ran, int(np.count_nonzero(status == DONE)),
+    return CohortRun(cohort.path, cohort.patients, ran, int(np.count_nonzero(status == DONE)),
                      int(np.count_nonzero(status == FAILED)), time.perf_counter() - started, threads)
 
 
@@ -184,13 +200,13 @@ def _stream(spec, cohort: CohortFile, todo: list[int], dask: _Dask, stop, progre
     queue = list(reversed(todo))
     running: dict = {}
     stored = 0
-    stored_before = cohort.patients - len(todo)
     prefix = spec.identity(cohort.patients)[:12]
     while queue or running:
         if stop.signum is not None:
             for future in running:
                 future.cancel()
-            raise CohortInterrupted(stop.signum, cohort.path, stored_before + stored, cohort.patients)
+            done = int(np.count_nonzero(cohort.status() == DONE))
+            raise CohortInterrupted(stop.signum, cohort.path, done, cohort.patients)
         while queue and len(running) < dask.threads() * (1 + TASKS_PER_WORKER):
             index = queue.pop()
             task = patient_task(spec, draw_patient(spec, index))
