@@ -8,6 +8,13 @@ SILENT_S = 2.0
 """Nothing is shown for runs (or resumed parts of runs) that finish within this many seconds."""
 
 
+def is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
 class Progress:
     """Redraws one line on a terminal (every 0.5 s); prints a line every 15 s otherwise.
 
@@ -22,10 +29,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.clock = clock
-        try:
-            self.tty = self.stream.isatty()
-        except (AttributeError, ValueError):
-            self.tty = False
+        self.tty = is_terminal(self.stream)
         self.start_step = start_step
         self.started = clock()
         self.last_shown = self.started
@@ -90,10 +94,7 @@ class CohortProgress:
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.clock = clock
-        try:
-            self.tty = self.stream.isatty()
-        except (AttributeError, ValueError):
-            self.tty = False
+        self.tty = is_terminal(self.stream)
         self.started = self.last_shown = clock()
         self.finished = self.failed = 0
         self.shown = False

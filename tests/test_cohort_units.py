@@ -284,3 +284,20 @@ def test_missing_cohort_and_missing_base_are_one_line_errors(tmp_path):
         load_cohort_text("scenario: nope\n", "c.yaml")
     with pytest.raises(ScenarioError, match=r"c\.yaml:1: scenario: required"):
         load_cohort_text("patients: 3\n", "c.yaml")
+
+
+def test_cohort_progress_counts_patients_and_reports_failures():
+    import io
+
+    from blinasim.cohort.patient import PatientResult
+    from blinasim.progress import CohortProgress
+    now = [0.0]
+    stream = io.StringIO()
+    progress = CohortProgress(10, 2, 2, stream=stream, clock=lambda: now[0])
+    for i in range(4):
+        now[0] += 10.0
+        progress.update(PatientResult(i, ok=i != 1, error="" if i != 1 else "ValueError: bad"))
+    # 4 patients in 40 s on 2 workers: 20 s each per worker; 4 left of 10 -> 40 s
+    assert progress.line(40.0) == ("[##############----------] 6/10 patients (1 failed) | 2 workers "
+                                   "|   20.0 s/patient | ETA     40 s")
+    assert "patient 1 failed: ValueError: bad\n" in stream.getvalue()
