@@ -301,3 +301,14 @@ def test_cohort_progress_counts_patients_and_reports_failures():
     assert progress.line(40.0) == ("[##############----------] 6/10 patients (1 failed) | 2 workers "
                                    "|   20.0 s/patient | ETA     40 s")
     assert "patient 1 failed: ValueError: bad\n" in stream.getvalue()
+
+
+def test_initial_cells_estimate_the_patients_population():
+    from blinasim.cohort.patient import draw_patient, initial_cells
+    from blinasim.model import BlinaModel
+    from blinasim.scenario import load_scenario_text
+    spec = load_cohort("cohort_rr_high_burden")
+    for index in range(3):
+        draw = draw_patient(spec, index)
+        model = BlinaModel(load_scenario_text(spec.base.resolved_yaml, "p", draw.overrides).scenario, seed=draw.seed)
+        assert initial_cells(spec, draw) == pytest.approx(model.pop.n, abs=len(spec.base.scenario.compartments) * 4)

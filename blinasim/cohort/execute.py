@@ -23,8 +23,8 @@ import numpy as np
 
 from blinasim import __version__
 from blinasim.cohort.cohortfile import DONE, FAILED, CohortFile, CohortFileError, is_cohort_file
-from blinasim.cohort.patient import (PatientResult, draw_patient, patient_task, run_patient,
-                                     series_times_h)
+from blinasim.cohort.patient import (PatientResult, draw_patient, initial_cells, patient_task,
+                                     run_patient, series_times_h)
 from blinasim.progress import CohortProgress
 from blinasim.run import Interrupted, StopFlag, library_versions
 
@@ -196,8 +196,13 @@ def _run(spec, cohort: CohortFile, dask: _Dask, stop, quiet, started, on_result)
 
 
 def _stream(spec, cohort: CohortFile, todo: list[int], dask: _Dask, stop, progress, on_result) -> int:
-    """Keep the workers fed, store each result as it arrives; returns patients stored."""
-    queue = list(reversed(todo))
+    """Keep the workers fed, largest patients first; store each result as it arrives.
+
+    Starting the patients with the most cells first (longest-processing-time order) keeps
+    workers from idling while one long patient finishes. Returns the patients stored.
+    """
+    draws = {index: draw_patient(spec, index) for index in todo}
+    queue = sorted(todo, key=lambda index: (initial_cells(spec, draws[index]), -index))
     running: dict = {}
     stored = 0
     prefix = spec.identity(cohort.patients)[:12]
@@ -209,7 +214,7 @@ def _stream(spec, cohort: CohortFile, todo: list[int], dask: _Dask, stop, progre
             raise CohortInterrupted(stop.signum, cohort.path, done, cohort.patients)
         while queue and len(running) < dask.threads() * (1 + TASKS_PER_WORKER):
             index = queue.pop()
-            task = patient_task(spec, draw_patient(spec, index))
+            task = patient_task(spec, draws[index])
             future = dask.client.submit(run_patient, task, key=f"patient-{index}-{prefix}", pure=False)
             running[future] = index
         finished = [future for future in running if future.done()]

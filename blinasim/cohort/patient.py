@@ -13,9 +13,11 @@ import numpy as np
 
 from blinasim.cohort.covariates import patient_overrides, patient_seed, sample_covariates
 from blinasim.cohort.endpoints import SERIES_NEEDED, EndpointRules, evaluate
+from blinasim.compartments import build_geometry
 from blinasim.model import BlinaModel
 from blinasim.run import record_every_steps
 from blinasim.scenario import load_scenario_text
+from blinasim.schema import CELL_KINDS
 
 SERIES = ("drug_pg_per_ml", "blood_b_per_ul", "blood_t_per_ul", "marrow_blast_fraction", "blasts",
           "blasts_cd19neg", "kills_cumulative", "il6_pg_per_ml", "crs_grade", "neurotox_index")
@@ -64,6 +66,23 @@ def draw_patient(spec, index: int) -> PatientDraw:
         return PatientDraw(index, seed, {}, {}, (), str(exc))
     overrides, derived = patient_overrides(spec.base.scenario, values, spec.settings.dosing)
     return PatientDraw(index, seed, values, derived, tuple(overrides), "")
+
+
+def initial_cells(spec, draw: PatientDraw) -> float:
+    """Cells the patient starts with: densities (base, or as the overrides set them) x volumes.
+
+    The run time of a patient grows with it, so the longest patients can be started first.
+    """
+    base = spec.base.scenario
+    density = {(name, kind): c.cells_per_ul.get(kind) for name, c in base.compartments.items()
+               for kind in CELL_KINDS}
+    for override in draw.overrides:
+        path, _, value = override.partition("=")
+        parts = path.split(".")
+        if parts[0] == "compartments" and parts[2] == "cells_per_ul":
+            density[(parts[1], parts[3])] = float(value)
+    volume = dict(zip(base.compartments, build_geometry(base).volume_ul))
+    return float(sum(d * volume[name] for (name, _), d in density.items()))
 
 
 def patient_task(spec, draw: PatientDraw) -> PatientTask:
