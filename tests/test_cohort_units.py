@@ -244,6 +244,7 @@ def test_bad_fields_are_refused_with_file_line_and_field(extra, where):
     ("{distribution: lognormal, median: abc, sigma_log: 1}", r"\.median: expected a finite number, got text 'abc'"),
     ("[1, 2]", r"covariates\.marrow_blast_percent: expected a finite number, got a list"),
     ("1\n  height: 3", r"c\.yaml:6: covariates\.height: unknown covariate; known: marrow_blast_percent"),
+    ("{distribution: beta, a: 1, b: 2, zero_probability: 1}", r"\.zero_probability: must be at least 0 and below 1, got 1"),
 ])
 def test_bad_distributions_are_refused(spec, where):
     text = GOOD.replace("{distribution: uniform, low: 10, high: 60}", spec)
@@ -312,3 +313,13 @@ def test_initial_cells_estimate_the_patients_population():
         draw = draw_patient(spec, index)
         model = BlinaModel(load_scenario_text(spec.base.resolved_yaml, "p", draw.overrides).scenario, seed=draw.seed)
         assert initial_cells(spec, draw) == pytest.approx(model.pop.n, abs=len(spec.base.scenario.compartments) * 4)
+
+
+def test_zero_inflation_gives_zeros_at_its_rate_and_keeps_the_rest():
+    plain = Distribution("beta", (("a", 2.0), ("b", 5.0)))
+    inflated = Distribution("beta", (("a", 2.0), ("b", 5.0)), zero_probability=0.8)
+    values = np.array([inflated.sample(np.random.default_rng(i)) for i in range(3000)])
+    assert np.mean(values == 0.0) == pytest.approx(0.8, abs=0.03)
+    assert np.mean(values[values > 0]) == pytest.approx(2 / 7, abs=0.02)
+    # without inflation the stream is used as before: no extra draw
+    assert plain.sample(np.random.default_rng(3)) == np.random.default_rng(3).beta(2.0, 5.0, 64)[0]

@@ -60,11 +60,13 @@ COVARIATE_BY_NAME = {c.name: c for c in COVARIATES}
 
 @dataclass(frozen=True)
 class Distribution:
-    """How a covariate is drawn; `low`/`high` truncate (by redrawing) any distribution."""
+    """How a covariate is drawn: `low`/`high` truncate it; with probability `zero_probability`
+    the value is 0 instead (a zero-inflated distribution: e.g. most patients have no subclone)."""
     kind: str
     params: tuple[tuple[str, float], ...]
     low: float = -math.inf
     high: float = math.inf
+    zero_probability: float = 0.0
 
     def _normal(self) -> NormalDist | None:
         """The normal distribution of the value (normal) or of its logarithm (lognormal)."""
@@ -86,10 +88,13 @@ class Distribution:
     def sample(self, rng: np.random.Generator) -> float:
         """One value within [low, high]; raises ValueError when none is found.
 
-        Normal and log-normal values are drawn exactly by inverting the CDF between the
-        bounds; beta values are redrawn until they land inside (up to 64,000 draws).
+        The first draw decides a zero (only when `zero_probability` is above 0). Normal and
+        log-normal values are drawn exactly by inverting the CDF between the bounds; beta
+        values are redrawn until they land inside (up to 64,000 draws).
         """
         p = dict(self.params)
+        if self.zero_probability and rng.random() < self.zero_probability:
+            return 0.0
         if self.kind == "fixed":
             return float(p["value"])
         if self.kind == "uniform":

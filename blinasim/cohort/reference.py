@@ -32,7 +32,9 @@ def render_cohort_reference() -> str:
              for kind, params in DISTRIBUTION_PARAMETERS.items()]
     parts.append("Distributions: `{distribution: KIND, ...}`, or a plain number for a fixed value. "
                  "Normal and log-normal values are drawn by inverting the CDF between `low` and "
-                 "`high`; beta values are redrawn until they fall between them.\n")
+                 "`high`; beta values are redrawn until they fall between them. Any kind also takes "
+                 "`zero_probability: P`: each patient's value is 0 with probability P, else drawn "
+                 "(a zero-inflated distribution, e.g. most patients carry no CD19-negative subclone).\n")
     parts.append(_table(("Kind", "Parameters", "Truncation"), kinds))
     parts.append("### Endpoints of each patient (`patients/` columns)\n")
     parts.append(_table(("Endpoint", "Unit", "Rule"), [(f"`{e.name}`", e.unit, e.doc) for e in ENDPOINTS]))

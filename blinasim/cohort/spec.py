@@ -28,7 +28,8 @@ DISTRIBUTION_PARAMETERS = {
     "lognormal": ("median", "sigma_log"),
     "beta": ("a", "b"),
 }
-"""Each distribution's parameters; every kind but 'fixed' also takes truncation bounds low/high."""
+"""Each distribution's parameters. Normal, log-normal and beta also take truncation bounds
+low/high; every kind takes zero_probability (the chance that a patient's value is 0)."""
 
 MIN_MASS_WITHIN = 1e-6
 """Truncation bounds must keep at least this share of a normal or log-normal distribution."""
@@ -170,7 +171,7 @@ def _distribution(node, path: str) -> Distribution:
                        f"expected one of {', '.join(DISTRIBUTION_PARAMETERS)}{got}")
     kind = kind_node.value
     names = DISTRIBUTION_PARAMETERS[kind]
-    allowed = names + (() if kind in ("fixed", "uniform") else ("low", "high"))
+    allowed = names + (() if kind in ("fixed", "uniform") else ("low", "high")) + ("zero_probability",)
     for key, child in entries.items():
         if key not in allowed:
             raise error_at(child, f"{path}.{key}", f"not a parameter of a {kind} distribution; "
@@ -181,7 +182,11 @@ def _distribution(node, path: str) -> Distribution:
     values = {key: _number(child, f"{path}.{key}") for key, child in entries.items()}
     _check_parameters(kind, values, entries, path)
     low, high = values.get("low", -math.inf), values.get("high", math.inf)
-    distribution = Distribution(kind, tuple((key, values[key]) for key in names), low, high)
+    zero = values.get("zero_probability", 0.0)
+    if not 0.0 <= zero < 1.0:
+        raise error_at(entries["zero_probability"], f"{path}.zero_probability",
+                       f"must be at least 0 and below 1, got {zero:g}")
+    distribution = Distribution(kind, tuple((key, values[key]) for key in names), low, high, zero)
     mass = distribution.mass_within()
     if mass is not None and mass < MIN_MASS_WITHIN:
         raise error_at(entries.get("low") or entries.get("high"), path,
