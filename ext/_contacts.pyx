@@ -88,10 +88,13 @@ cdef inline Py_ssize_t bin_index(double coord, Py_ssize_t n) noexcept nogil:
 
 
 def _grown(arr, Py_ssize_t size, dtype):
-    """arr if it holds at least `size` items, else a new empty array with some headroom."""
-    if arr is not None and arr.shape[0] >= size:
+    """arr if it holds at least `size` items, else a new empty array: of that size the
+    first time, with a quarter more when it has to grow again."""
+    if arr is None:
+        return np.empty(max(size, 16), dtype=dtype)
+    if arr.shape[0] >= size:
         return arr
-    return np.empty(max(size + size // 4, 16), dtype=dtype)
+    return np.empty(size + size // 4, dtype=dtype)
 
 
 cdef class ContactGrid:
@@ -101,14 +104,22 @@ cdef class ContactGrid:
     t_start[b]..t_start[b+1]-1 and the targets g_start[b]..g_start[b+1]-1 of the
     bin-ordered arrays (within a bin, in row order); t_rows and g_rows give their rows.
     """
-    cdef public object nx, ny, offset, width, height, t_start, g_start
-    cdef public Py_ssize_t n_t, n_g
-    cdef object _row_code, _t_hist, _g_hist
+    cdef public object nx, ny, offset, width, height
+    cdef public Py_ssize_t n_t, n_g, n_bins
+    cdef object _row_code, _t_hist, _g_hist, _t_start, _g_start
     cdef object _tx, _ty, _tid, _tcd3, _trow, _gx, _gy, _gid, _gcd19, _grow
     cdef object _choice, _key, _winner, _out
 
     def __init__(self):
-        self.n_t = self.n_g = 0
+        self.n_t = self.n_g = self.n_bins = 0
+
+    @property
+    def t_start(self):
+        return self._t_start[:self.n_bins + 1]
+
+    @property
+    def g_start(self):
+        return self._g_start[:self.n_bins + 1]
 
     @property
     def t_rows(self):
@@ -136,13 +147,19 @@ def build_grid(ContactGrid grid, const uint8_t[::1] pairs, const double[::1] x,
     grid.nx, grid.ny, grid.offset = np.array(nx), np.array(ny), np.array(offset)
     grid.width, grid.height = np.array(width), np.array(height)
     grid._row_code = _grown(grid._row_code, n, np.int32)
-    grid._t_hist = np.zeros(chunks * nb, dtype=np.int32)
-    grid._g_hist = np.zeros(chunks * nb, dtype=np.int32)
+    grid.n_bins = nb
+    grid._t_hist = _grown(grid._t_hist, chunks * nb, np.int32)
+    grid._g_hist = _grown(grid._g_hist, chunks * nb, np.int32)
+    grid._t_start = _grown(grid._t_start, nb + 1, np.int32)
+    grid._g_start = _grown(grid._g_start, nb + 1, np.int32)
     counts_arr = np.zeros((chunks, n_comps, 2), dtype=np.int64)
     cdef int32_t[::1] code = grid._row_code
     cdef int32_t[::1] t_hist = grid._t_hist, g_hist = grid._g_hist
     cdef int64_t[:, :, ::1] counts = counts_arr
     cdef Rows r
+    with nogil:
+        memset(&t_hist[0], 0, chunks * nb * sizeof(int32_t))
+        memset(&g_hist[0], 0, chunks * nb * sizeof(int32_t))
     if n:
         r = Rows(&pairs[0], &x[0], &y[0], &kind[0], &comp[0], &alive[0], &partner[0],
                  &cd19[0], &nx[0], &ny[0], &offset[0], &width[0], &height[0], &code[0])
@@ -150,10 +167,8 @@ def build_grid(ContactGrid grid, const uint8_t[::1] pairs, const double[::1] x,
                          chunksize=1):
             _classify(&r, ch * n // chunks, (ch + 1) * n // chunks, &t_hist[ch * nb],
                       &g_hist[ch * nb], &counts[ch, 0, 0])
-    grid.t_start = np.empty(nb + 1, dtype=np.int32)
-    grid.g_start = np.empty(nb + 1, dtype=np.int32)
-    grid.n_t = _prefix(t_hist, grid.t_start, chunks, nb)
-    grid.n_g = _prefix(g_hist, grid.g_start, chunks, nb)
+    grid.n_t = _prefix(t_hist, grid._t_start, chunks, nb, threads)
+    grid.n_g = _prefix(g_hist, grid._g_start, chunks, nb, threads)
     _reserve(grid)
     cdef double[::1] tx = grid._tx, ty = grid._ty, gx = grid._gx, gy = grid._gy
     cdef int64_t[::1] tid = grid._tid, gid = grid._gid
@@ -234,21 +249,37 @@ cdef void _classify(const Rows* r, Py_ssize_t lo, Py_ssize_t hi, int32_t* t_hist
             t_hist[b] += 1
 
 
-cdef Py_ssize_t _prefix(int32_t[::1] hist, start_arr, Py_ssize_t chunks, Py_ssize_t nb):
+cdef Py_ssize_t _prefix(int32_t[::1] hist, start_arr, Py_ssize_t chunks, Py_ssize_t nb,
+                        int threads):
     """Turn per-chunk bin counts into write cursors (bin-major, chunks in row order) and
-    fill start[b], the first slot of bin b. Returns the total."""
+    fill start[b], the first slot of bin b. Returns the total.
+
+    In parallel over `threads` contiguous ranges of bins: each range's total, then each
+    range's cursors from the totals of the ranges before it.
+    """
     cdef int32_t[::1] start = start_arr
-    cdef Py_ssize_t b, ch
-    cdef int32_t run = 0, v
-    with nogil:
-        for b in range(nb):
+    cdef Py_ssize_t parts = max(1, threads), part, b, ch
+    base_arr = np.zeros(parts + 1, dtype=np.int64)
+    cdef int64_t[::1] base = base_arr
+    cdef int32_t run, v
+    for part in prange(parts, nogil=True, num_threads=parts, schedule="static", chunksize=1):
+        run = 0
+        for b in range(part * nb // parts, (part + 1) * nb // parts):
+            for ch in range(chunks):
+                run = run + hist[ch * nb + b]
+        base[part + 1] = run
+    for part in range(parts):
+        base[part + 1] += base[part]
+    for part in prange(parts, nogil=True, num_threads=parts, schedule="static", chunksize=1):
+        run = <int32_t>base[part]
+        for b in range(part * nb // parts, (part + 1) * nb // parts):
             start[b] = run
             for ch in range(chunks):
                 v = hist[ch * nb + b]
                 hist[ch * nb + b] = run
                 run = run + v
-        start[nb] = run
-    return run
+    start[nb] = <int32_t>base[parts]
+    return base[parts]
 
 
 cdef void _reserve(ContactGrid grid):
@@ -397,7 +428,7 @@ def form_synapses(ContactGrid grid, int32_t[::1] partner, const double[::1] occ1
 
 
 cdef void _scan_arrays(ContactGrid grid, Scan* s):
-    cdef int32_t[::1] t_start = grid.t_start, g_start = grid.g_start
+    cdef int32_t[::1] t_start = grid._t_start, g_start = grid._g_start
     cdef double[::1] tx = grid._tx, ty = grid._ty, gx = grid._gx, gy = grid._gy
     cdef int64_t[::1] tid = grid._tid, gid = grid._gid
     cdef float[::1] tcd3 = grid._tcd3, gcd19 = grid._gcd19
