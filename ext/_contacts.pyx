@@ -20,7 +20,7 @@ thread), each T cell writes only its own choice, and the rule is a minimum over 
 import numpy as np
 from cython.parallel cimport prange
 from libc.math cimport exp, floor, sqrt, ceil
-from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t, uintptr_t
 from libc.string cimport memset
 
 include "counter_rng.pxi"
@@ -87,6 +87,37 @@ cdef inline Py_ssize_t bin_index(double coord, Py_ssize_t n) noexcept nogil:
     return n - 1 if b >= n else b
 
 
+cdef struct Cell:
+    # a binned cell as the scan reads it: 32 bytes, two to a cache line
+    double x
+    double y
+    int64_t id
+    float receptors   # CD3 copies of a T cell, CD19 copies of a target
+    int32_t row
+
+CELL_DTYPE = np.dtype([("x", "f8"), ("y", "f8"), ("id", "i8"), ("receptors", "f4"),
+                       ("row", "i4")])
+
+
+cdef inline Cell* cells_of(arr) except NULL:
+    """The Cell array in `arr` (a byte buffer from _grown_cells), 64-byte aligned."""
+    cdef uint8_t[::1] raw = arr
+    return <Cell*>(&raw[0] + (-<uintptr_t>&raw[0]) % 64)
+
+
+def _grown_cells(arr, Py_ssize_t size):
+    """A byte buffer holding `size` Cells from a 64-byte boundary (see _grown)."""
+    return _grown(arr, size * sizeof(Cell) + 64, np.uint8)
+
+
+def _cell_view(arr, Py_ssize_t size):
+    """The first `size` Cells of a _grown_cells buffer as a structured numpy array."""
+    if size == 0:
+        return np.empty(0, CELL_DTYPE)
+    cdef Py_ssize_t skip = <Py_ssize_t>(<uintptr_t>cells_of(arr) - <uintptr_t>arr.ctypes.data)
+    return arr[skip:skip + size * sizeof(Cell)].view(CELL_DTYPE)
+
+
 def _grown(arr, Py_ssize_t size, dtype):
     """arr if it holds at least `size` items, else a new empty array: of that size the
     first time, with a quarter more when it has to grow again."""
@@ -101,13 +132,14 @@ cdef class ContactGrid:
     """The grid of one step and the buffers behind it, reused from step to step.
 
     After `build_grid`, bin b of the concatenated grids holds the T cells
-    t_start[b]..t_start[b+1]-1 and the targets g_start[b]..g_start[b+1]-1 of the
-    bin-ordered arrays (within a bin, in row order); t_rows and g_rows give their rows.
+    t_start[b]..t_start[b+1]-1 of t_cells and the targets g_start[b]..g_start[b+1]-1 of
+    g_cells (within a bin, in row order). A binned cell is one 32-byte record (x, y, id,
+    receptors, row), so that writing it in bin order touches one cache line, not five.
     """
     cdef public object nx, ny, offset, width, height
     cdef public Py_ssize_t n_t, n_g, n_bins
     cdef object _row_code, _t_hist, _g_hist, _t_start, _g_start
-    cdef object _tx, _ty, _tid, _tcd3, _trow, _gx, _gy, _gid, _gcd19, _grow
+    cdef object _t_cells, _g_cells
     cdef object _choice, _key, _winner, _out
 
     def __init__(self):
@@ -122,12 +154,14 @@ cdef class ContactGrid:
         return self._g_start[:self.n_bins + 1]
 
     @property
-    def t_rows(self):
-        return self._trow[:self.n_t] if self.n_t else np.empty(0, np.int32)
+    def t_cells(self):
+        """The binned T cells in bin order (a structured view: x, y, id, receptors, row)."""
+        return _cell_view(self._t_cells, self.n_t)
 
     @property
-    def g_rows(self):
-        return self._grow[:self.n_g] if self.n_g else np.empty(0, np.int32)
+    def g_cells(self):
+        """The binned targets in bin order."""
+        return _cell_view(self._g_cells, self.n_g)
 
 
 def build_grid(ContactGrid grid, const uint8_t[::1] pairs, const double[::1] x,
@@ -170,10 +204,8 @@ def build_grid(ContactGrid grid, const uint8_t[::1] pairs, const double[::1] x,
     grid.n_t = _prefix(t_hist, grid._t_start, chunks, nb, threads)
     grid.n_g = _prefix(g_hist, grid._g_start, chunks, nb, threads)
     _reserve(grid)
-    cdef double[::1] tx = grid._tx, ty = grid._ty, gx = grid._gx, gy = grid._gy
-    cdef int64_t[::1] tid = grid._tid, gid = grid._gid
-    cdef float[::1] tcd3 = grid._tcd3, gcd19 = grid._gcd19
-    cdef int32_t[::1] trow = grid._trow, grow = grid._grow
+    cdef Cell* t_cells = cells_of(grid._t_cells)
+    cdef Cell* g_cells = cells_of(grid._g_cells)
     cdef Py_ssize_t i, b, pos, lo, hi
     for ch in prange(chunks, nogil=True, num_threads=chunks, schedule="static", chunksize=1):
         lo = ch * n // chunks
@@ -185,19 +217,11 @@ def build_grid(ContactGrid grid, const uint8_t[::1] pairs, const double[::1] x,
             if code[i] & 1:
                 pos = g_hist[ch * nb + b]
                 g_hist[ch * nb + b] = <int32_t>(pos + 1)
-                gx[pos] = x[i]
-                gy[pos] = y[i]
-                gid[pos] = ids[i]
-                gcd19[pos] = cd19[i]
-                grow[pos] = <int32_t>i
+                g_cells[pos] = Cell(x[i], y[i], ids[i], cd19[i], <int32_t>i)
             else:
                 pos = t_hist[ch * nb + b]
                 t_hist[ch * nb + b] = <int32_t>(pos + 1)
-                tx[pos] = x[i]
-                ty[pos] = y[i]
-                tid[pos] = ids[i]
-                tcd3[pos] = cd3[i]
-                trow[pos] = <int32_t>i
+                t_cells[pos] = Cell(x[i], y[i], ids[i], cd3[i], <int32_t>i)
     total = counts_arr.sum(axis=0)
     return total[:, SIDE_T_CELL].copy(), total[:, SIDE_TARGET].copy()
 
@@ -284,19 +308,11 @@ cdef Py_ssize_t _prefix(int32_t[::1] hist, start_arr, Py_ssize_t chunks, Py_ssiz
 
 cdef void _reserve(ContactGrid grid):
     """Bin-ordered buffers large enough for this step's binned cells."""
-    grid._tx = _grown(grid._tx, grid.n_t, np.float64)
-    grid._ty = _grown(grid._ty, grid.n_t, np.float64)
-    grid._tid = _grown(grid._tid, grid.n_t, np.int64)
-    grid._tcd3 = _grown(grid._tcd3, grid.n_t, np.float32)
-    grid._trow = _grown(grid._trow, grid.n_t, np.int32)
+    grid._t_cells = _grown_cells(grid._t_cells, grid.n_t)
     grid._choice = _grown(grid._choice, grid.n_t, np.int32)
     grid._key = _grown(grid._key, grid.n_t, np.float64)
     grid._out = _grown(grid._out, grid.n_t, np.int64)
-    grid._gx = _grown(grid._gx, grid.n_g, np.float64)
-    grid._gy = _grown(grid._gy, grid.n_g, np.float64)
-    grid._gid = _grown(grid._gid, grid.n_g, np.int64)
-    grid._gcd19 = _grown(grid._gcd19, grid.n_g, np.float32)
-    grid._grow = _grown(grid._grow, grid.n_g, np.int32)
+    grid._g_cells = _grown_cells(grid._g_cells, grid.n_g)
     grid._winner = _grown(grid._winner, grid.n_g, np.int32)
 
 
@@ -357,14 +373,8 @@ cdef struct Scan:
     # one compartment's grid and the bin-ordered arrays, as raw pointers
     const int32_t* t_start
     const int32_t* g_start
-    const double* tx
-    const double* ty
-    const int64_t* tid
-    const float* tcd3
-    const double* gx
-    const double* gy
-    const int64_t* gid
-    const float* gcd19
+    const Cell* t
+    const Cell* g
     int32_t* choice
     double* key
     Py_ssize_t offset
@@ -429,14 +439,10 @@ def form_synapses(ContactGrid grid, int32_t[::1] partner, const double[::1] occ1
 
 cdef void _scan_arrays(ContactGrid grid, Scan* s):
     cdef int32_t[::1] t_start = grid._t_start, g_start = grid._g_start
-    cdef double[::1] tx = grid._tx, ty = grid._ty, gx = grid._gx, gy = grid._gy
-    cdef int64_t[::1] tid = grid._tid, gid = grid._gid
-    cdef float[::1] tcd3 = grid._tcd3, gcd19 = grid._gcd19
     cdef int32_t[::1] choice = grid._choice
     cdef double[::1] key = grid._key
     s.t_start, s.g_start = &t_start[0], &g_start[0]
-    s.tx, s.ty, s.tid, s.tcd3 = &tx[0], &ty[0], &tid[0], &tcd3[0]
-    s.gx, s.gy, s.gid, s.gcd19 = &gx[0], &gy[0], &gid[0], &gcd19[0]
+    s.t, s.g = cells_of(grid._t_cells), cells_of(grid._g_cells)
     s.choice, s.key = &choice[0], &key[0]
 
 
@@ -454,40 +460,51 @@ cdef inline void axis_range(double coord, Py_ssize_t b, Py_ssize_t n, bint wide,
         hi[0] = 1
 
 
+cdef inline Py_ssize_t wrap_bin(Py_ssize_t b, Py_ssize_t n) noexcept nogil:
+    """A neighbour's bin index -1..n folded into 0..n-1 (periodic; no integer division)."""
+    if b < 0:
+        return b + n
+    if b >= n:
+        return b - n
+    return b
+
+
 cdef void _scan_bin(const Scan* s, Py_ssize_t b) noexcept nogil:
     """Every T cell of bin b picks its best touching target: choice/key of its slot."""
+    if s.t_start[b] == s.t_start[b + 1]:
+        return
     cdef Py_ssize_t rel = b - s.offset, by = rel // s.nx, bx = rel - by * s.nx
     cdef Py_ssize_t k, m, ox, oy, x_lo = 0, x_hi = 0, y_lo = 0, y_hi = 0, cx, cy, nb
     cdef Py_ssize_t best
     cdef double best_u, u, dx, dy, half_w = 0.5 * s.width, half_h = 0.5 * s.height
     for k in range(s.t_start[b], s.t_start[b + 1]):
-        axis_range(bin_coord(s.tx[k], s.width, s.nx), bx, s.nx, s.wide_x, &x_lo, &x_hi)
-        axis_range(bin_coord(s.ty[k], s.height, s.ny), by, s.ny, s.wide_y, &y_lo, &y_hi)
+        axis_range(bin_coord(s.t[k].x, s.width, s.nx), bx, s.nx, s.wide_x, &x_lo, &x_hi)
+        axis_range(bin_coord(s.t[k].y, s.height, s.ny), by, s.ny, s.wide_y, &y_lo, &y_hi)
         best = -1
         best_u = 2.0
         for oy in range(y_lo, y_hi + 1):
-            cy = (by + oy + s.ny) % s.ny
+            cy = wrap_bin(by + oy, s.ny)
             for ox in range(x_lo, x_hi + 1):
-                cx = (bx + ox + s.nx) % s.nx
+                cx = wrap_bin(bx + ox, s.nx)
                 nb = s.offset + cy * s.nx + cx
                 for m in range(s.g_start[nb], s.g_start[nb + 1]):
-                    dx = s.gx[m] - s.tx[k]
+                    dx = s.g[m].x - s.t[k].x
                     if dx > half_w:
                         dx = dx - s.width
                     elif dx < -half_w:
                         dx = dx + s.width
-                    dy = s.gy[m] - s.ty[k]
+                    dy = s.g[m].y - s.t[k].y
                     if dy > half_h:
                         dy = dy - s.height
                     elif dy < -half_h:
                         dy = dy + s.height
                     if dx * dx + dy * dy > s.radius2:
                         continue
-                    u = keyed_uniform(s.bridge_key, <uint64_t>s.tid[k], <uint64_t>s.gid[m])
-                    if u > best_u or (u == best_u and s.gid[m] > s.gid[best]):
+                    u = keyed_uniform(s.bridge_key, <uint64_t>s.t[k].id, <uint64_t>s.g[m].id)
+                    if u > best_u or (u == best_u and s.g[m].id > s.g[best].id):
                         continue  # cannot beat the current pick, whatever its probability
                     if u < trigger_probability(
-                            bridges(s.gcd19[m], s.tcd3[k], s.occ19, s.occ3, s.contact_fraction,
+                            bridges(s.g[m].receptors, s.t[k].receptors, s.occ19, s.occ3, s.contact_fraction,
                                     s.area_um2, s.k2d19, s.k2d3), s.bridges_needed):
                         best = m
                         best_u = u
@@ -499,9 +516,10 @@ cdef _resolve(ContactGrid grid, int32_t[::1] partner):
     """Give each claimed target to its claim with the smallest (draw, T-cell id); link the
     pairs in `partner` and return their T rows."""
     cdef int32_t[::1] choice = grid._choice, winner = grid._winner
-    cdef int32_t[::1] trow = grid._trow, grow = grid._grow
+    cdef const Cell* t = cells_of(grid._t_cells)
+    cdef const Cell* g = cells_of(grid._g_cells)
     cdef double[::1] key = grid._key
-    cdef int64_t[::1] tid = grid._tid, out = grid._out
+    cdef int64_t[::1] out = grid._out
     cdef Py_ssize_t k, m, w, made = 0, n_t = grid.n_t
     with nogil:
         for k in range(n_t):
@@ -513,13 +531,13 @@ cdef _resolve(ContactGrid grid, int32_t[::1] partner):
             if m < 0:
                 continue
             w = winner[m]
-            if w < 0 or key[k] < key[w] or (key[k] == key[w] and tid[k] < tid[w]):
+            if w < 0 or key[k] < key[w] or (key[k] == key[w] and t[k].id < t[w].id):
                 winner[m] = <int32_t>k
         for k in range(n_t):
             m = choice[k]
             if m >= 0 and winner[m] == k:
-                partner[trow[k]] = grow[m]
-                partner[grow[m]] = trow[k]
-                out[made] = trow[k]
+                partner[t[k].row] = g[m].row
+                partner[g[m].row] = t[k].row
+                out[made] = t[k].row
                 made += 1
     return grid._out[:made].copy()

@@ -771,11 +771,15 @@ def test_build_grid_is_a_counting_sort_of_both_sides(pairs, threads):
         assert free_g[c] == np.count_nonzero(free & (p["kind"] >= 2) & (p["cd19"] > 0)
                                              & (p["comp"] == c))
     in_pairing = free & (pairs[p["comp"]] == 1)
-    for start, rows, want in (
-            (grid.t_start, grid.t_rows, np.flatnonzero(in_pairing & (p["kind"] <= 1))),
-            (grid.g_start, grid.g_rows, np.flatnonzero(in_pairing & (p["kind"] >= 2) & (p["cd19"] > 0)))):
+    for start, cells, want, receptors in (
+            (grid.t_start, grid.t_cells, np.flatnonzero(in_pairing & (p["kind"] <= 1)), p["cd3"]),
+            (grid.g_start, grid.g_cells, np.flatnonzero(in_pairing & (p["kind"] >= 2) & (p["cd19"] > 0)),
+             p["cd19"])):
+        rows = cells["row"]
         assert len(start) == offset[-1] + 1 and start[0] == 0 and np.all(np.diff(start) >= 0)
         assert sorted(rows.tolist()) == want.tolist()
+        for name, column in (("x", p["x"]), ("y", p["y"]), ("id", p["ids"]), ("receptors", receptors)):
+            assert np.array_equal(cells[name], column[rows]), name
         for b in range(offset[-1]):
             members = rows[start[b]:start[b + 1]]
             assert list(members) == sorted(members)  # stable: row order within a bin
