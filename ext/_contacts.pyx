@@ -77,9 +77,9 @@ cdef Py_ssize_t _bins_along(double length_um, double radius_um, Py_ssize_t most)
     return n
 
 
-cdef inline double bin_coord(double v, double length, Py_ssize_t n) noexcept nogil:
+cdef inline double bin_coord(double v, double bins_per_um) noexcept nogil:
     """Position along an axis in bin widths (its floor is the bin, before clamping)."""
-    return v / length * n
+    return v * bins_per_um
 
 
 cdef inline Py_ssize_t bin_index(double coord, Py_ssize_t n) noexcept nogil:
@@ -136,7 +136,7 @@ cdef class ContactGrid:
     g_cells (within a bin, in row order). A binned cell is one 32-byte record (x, y, id,
     receptors, row), so that writing it in bin order touches one cache line, not five.
     """
-    cdef public object nx, ny, offset, width, height
+    cdef public object nx, ny, offset, width, height, x_bins_per_um, y_bins_per_um
     cdef public Py_ssize_t n_t, n_g, n_bins
     cdef object _row_code, _t_hist, _g_hist, _t_start, _g_start
     cdef object _t_cells, _g_cells
@@ -180,6 +180,9 @@ def build_grid(ContactGrid grid, const uint8_t[::1] pairs, const double[::1] x,
     cdef Py_ssize_t chunks = max(1, threads), ch
     grid.nx, grid.ny, grid.offset = np.array(nx), np.array(ny), np.array(offset)
     grid.width, grid.height = np.array(width), np.array(height)
+    grid.x_bins_per_um = grid.nx / grid.width   # one rounding, the same for every use
+    grid.y_bins_per_um = grid.ny / grid.height
+    cdef double[::1] x_per_um = grid.x_bins_per_um, y_per_um = grid.y_bins_per_um
     grid._row_code = _grown(grid._row_code, n, np.int32)
     grid.n_bins = nb
     grid._t_hist = _grown(grid._t_hist, chunks * nb, np.int32)
@@ -196,7 +199,7 @@ def build_grid(ContactGrid grid, const uint8_t[::1] pairs, const double[::1] x,
         memset(&g_hist[0], 0, chunks * nb * sizeof(int32_t))
     if n:
         r = Rows(&pairs[0], &x[0], &y[0], &kind[0], &comp[0], &alive[0], &partner[0],
-                 &cd19[0], &nx[0], &ny[0], &offset[0], &width[0], &height[0], &code[0])
+                 &cd19[0], &nx[0], &ny[0], &offset[0], &x_per_um[0], &y_per_um[0], &code[0])
         for ch in prange(chunks, nogil=True, num_threads=chunks, schedule="static",
                          chunksize=1):
             _classify(&r, ch * n // chunks, (ch + 1) * n // chunks, &t_hist[ch * nb],
@@ -239,8 +242,8 @@ cdef struct Rows:
     const int64_t* nx
     const int64_t* ny
     const int64_t* offset
-    const double* width
-    const double* height
+    const double* x_bins_per_um
+    const double* y_bins_per_um
     int32_t* code
 
 
@@ -264,8 +267,8 @@ cdef void _classify(const Rows* r, Py_ssize_t lo, Py_ssize_t hi, int32_t* t_hist
         counts[2 * c + side] += 1
         if not r.pairs[c]:
             continue
-        b = r.offset[c] + bin_index(bin_coord(r.y[i], r.height[c], r.ny[c]), r.ny[c]) * r.nx[c] \
-            + bin_index(bin_coord(r.x[i], r.width[c], r.nx[c]), r.nx[c])
+        b = r.offset[c] + bin_index(bin_coord(r.y[i], r.y_bins_per_um[c]), r.ny[c]) * r.nx[c] \
+            + bin_index(bin_coord(r.x[i], r.x_bins_per_um[c]), r.nx[c])
         r.code[i] = <int32_t>(2 * b + side)
         if side == SIDE_TARGET:
             g_hist[b] += 1
@@ -382,6 +385,8 @@ cdef struct Scan:
     Py_ssize_t ny
     double width
     double height
+    double x_bins_per_um
+    double y_bins_per_um
     bint wide_x     # bins at least two radii wide along x: scan 2 columns, not 3
     bint wide_y
     double occ19
@@ -410,6 +415,7 @@ def form_synapses(ContactGrid grid, int32_t[::1] partner, const double[::1] occ1
     cdef Py_ssize_t c, b, lo, hi
     cdef int64_t[::1] nx = grid.nx, ny = grid.ny, offset = grid.offset
     cdef double[::1] width = grid.width, height = grid.height
+    cdef double[::1] x_per_um = grid.x_bins_per_um, y_per_um = grid.y_bins_per_um
     if grid.n_t == 0 or grid.n_g == 0:
         return np.empty(0, dtype=np.int64)
     _scan_arrays(grid, &s)
@@ -428,6 +434,7 @@ def form_synapses(ContactGrid grid, int32_t[::1] partner, const double[::1] occ1
             continue
         s.offset, s.nx, s.ny = lo, nx[c], ny[c]
         s.width, s.height = width[c], height[c]
+        s.x_bins_per_um, s.y_bins_per_um = x_per_um[c], y_per_um[c]
         s.wide_x = width[c] / nx[c] >= 2.0 * radius_um * (1.0 + WIDE_MARGIN)
         s.wide_y = height[c] / ny[c] >= 2.0 * radius_um * (1.0 + WIDE_MARGIN)
         s.occ19, s.occ3 = occ19[c], occ3[c]
@@ -478,8 +485,8 @@ cdef void _scan_bin(const Scan* s, Py_ssize_t b) noexcept nogil:
     cdef Py_ssize_t best
     cdef double best_u, u, dx, dy, half_w = 0.5 * s.width, half_h = 0.5 * s.height
     for k in range(s.t_start[b], s.t_start[b + 1]):
-        axis_range(bin_coord(s.t[k].x, s.width, s.nx), bx, s.nx, s.wide_x, &x_lo, &x_hi)
-        axis_range(bin_coord(s.t[k].y, s.height, s.ny), by, s.ny, s.wide_y, &y_lo, &y_hi)
+        axis_range(bin_coord(s.t[k].x, s.x_bins_per_um), bx, s.nx, s.wide_x, &x_lo, &x_hi)
+        axis_range(bin_coord(s.t[k].y, s.y_bins_per_um), by, s.ny, s.wide_y, &y_lo, &y_hi)
         best = -1
         best_u = 2.0
         for oy in range(y_lo, y_hi + 1):

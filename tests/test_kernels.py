@@ -785,8 +785,8 @@ def test_build_grid_is_a_counting_sort_of_both_sides(pairs, threads):
             assert list(members) == sorted(members)  # stable: row order within a bin
             for i in members:
                 c = p["comp"][i]
-                bx = min(int(p["x"][i] / p["width"][c] * nx[c]), nx[c] - 1)
-                by = min(int(p["y"][i] / p["height"][c] * ny[c]), ny[c] - 1)
+                bx = min(int(p["x"][i] * (nx[c] / p["width"][c])), nx[c] - 1)
+                by = min(int(p["y"][i] * (ny[c] / p["height"][c])), ny[c] - 1)
                 assert b == offset[c] + by * nx[c] + bx
 
 
