@@ -31,7 +31,7 @@ from blinasim.units import pg_per_ml_to_molar
 POPULATION_INTERVAL_MIN = 10.0
 """Births, deaths and migration are stepped every 10 minutes (see docs/model.md)."""
 
-PARALLEL_MIN_ROWS = 100_000
+PARALLEL_MIN_ROWS = 200_000
 """Below this many rows the kernels run on one thread (see docs/performance.md)."""
 
 KILL_COLUMNS = ("time_h", "killer_id", "target_id", "target_kind", "compartment")
