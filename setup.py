@@ -6,7 +6,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["_random", "_motility", "_contacts", "_lysis"]
+KERNELS = ["_random", "_motility", "_contacts", "_lysis", "_population"]
 
 extensions = [
     Extension(

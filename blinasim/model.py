@@ -31,6 +31,9 @@ from blinasim.units import pg_per_ml_to_molar
 POPULATION_INTERVAL_MIN = 10.0
 """Births, deaths and migration are stepped every 10 minutes (see docs/model.md)."""
 
+PARALLEL_MIN_ROWS = 200_000
+"""Below this many rows the kernels run on one thread (see docs/performance.md)."""
+
 KILL_COLUMNS = ("time_h", "killer_id", "target_id", "target_kind", "compartment")
 INTERVENTION_COLUMNS = ("time_h", "action", "value")
 
@@ -97,6 +100,11 @@ class BlinaModel(mesa.Model):
         return processes
 
     # ------------------------------------------------------------------ stepping
+    def kernel_threads(self) -> int:
+        """Threads for the compiled kernels this step: one below PARALLEL_MIN_ROWS rows,
+        where waking a second thread costs more than it saves (results are the same)."""
+        return self.threads if self.pop.n >= PARALLEL_MIN_ROWS else 1
+
     @property
     def time_min(self) -> float:
         return self.steps * self.dt_min
@@ -111,7 +119,7 @@ class BlinaModel(mesa.Model):
             if self.steps % process.every_steps == 0:
                 process.step(self)
         if self.steps % self.population_every_steps == 0:
-            self.pop.compact()
+            self.pop.compact(self.kernel_threads())
 
     def record_kills(self, killer_rows: np.ndarray, target_rows: np.ndarray) -> None:
         """Log kills of this step (called by the lysis process before compaction)."""

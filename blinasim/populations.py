@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from blinasim import _population
 from blinasim.schema import CELL_KINDS
 
 KIND_CODE = {name: code for code, name in enumerate(CELL_KINDS)}
@@ -94,24 +95,10 @@ class Population:
         self.next_id += count
         return rows
 
-    def compact(self) -> None:
-        """Drop dead rows, keep order, and remap partner rows."""
-        keep = self.alive.astype(bool)
-        if keep.all():
-            return
-        new_row = np.cumsum(keep) - 1
-        partner = self.partner
-        linked = keep & (partner >= 0)
-        if np.any(~keep[partner[linked]]):
-            raise RuntimeError("a live cell is bound to a dead partner")
-        remapped = partner.copy()
-        remapped[linked] = new_row[partner[linked]]
-        self._data["partner"][: self.n] = remapped
-        count = int(keep.sum())
-        for name in COLUMNS:
-            column = self._data[name]
-            column[:count] = column[: self.n][keep]
-        self.n = count
+    def compact(self, threads: int = 1) -> None:
+        """Drop dead rows, keep order, and remap partner rows (ext/_population.pyx)."""
+        self.n = _population.compact(list(self._data.values()), self.alive, self.partner,
+                                     threads)
 
     def count_by(self, n_comps: int) -> np.ndarray:
         """Live cells per (compartment, kind) as an integer matrix."""

@@ -222,3 +222,22 @@ def oracle_deliver_hits(cells: dict, step: int, p: dict):
         if step - cells["synapse_step"][i] >= p["max_synapse"]:
             cells["partner"][i] = cells["partner"][j] = -1
     return np.array(killers, dtype=np.int64), np.array(victims, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- compaction
+
+def oracle_compact(columns: dict, alive, partner) -> dict:
+    """The live rows of every column in row order, partner rows remapped (new arrays).
+
+    Raises RuntimeError when a live cell is bound to a dead partner.
+    """
+    keep = np.asarray(alive).astype(bool)
+    partner = np.asarray(partner)
+    linked = keep & (partner >= 0)
+    if np.any(~keep[partner[linked]]):
+        raise RuntimeError("a live cell is bound to a dead partner")
+    new_row = np.cumsum(keep) - 1
+    out = {name: np.asarray(col)[keep].copy() for name, col in columns.items()}
+    moved = out["partner"]
+    moved[moved >= 0] = new_row[moved[moved >= 0]]
+    return out

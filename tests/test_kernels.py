@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from blinasim import _contacts, _lysis, _motility, _random, rng
+from blinasim import _contacts, _lysis, _motility, _population, _random, rng
 from blinasim.rng import Purpose, oracle_bits, oracle_uniform
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/oracles.py under any import mode
-from oracles import (oracle_bridges, oracle_deliver_hits, oracle_form_synapses, oracle_move,
-                     oracle_trigger, oracle_wrap)
+from oracles import (NO_PAIRING, oracle_bridges, oracle_deliver_hits, oracle_form_synapses,
+                     oracle_move, oracle_trigger, oracle_wrap)
 
 U64 = st.integers(0, 2**64 - 1)
 I64 = st.integers(-(2**63), 2**63 - 1)
@@ -296,73 +296,78 @@ def random_population(r: np.random.Generator, n: int, widths, heights, pre_bound
                 partner=partner, width=width, height=height)
 
 
-T_SIDE, G_SIDE, NO_SIDE = _contacts.BIN_T_CELLS, _contacts.BIN_TARGETS, _contacts.NO_PAIRING
+GRID_SIZES = ["counted", "one_bin", "coarse", "finest"]
+"""How a test sizes the grid (the synapses must not depend on it): for the free cells of
+the larger side (as the model does), one bin per compartment, about 1/10 of that, or as
+many bins as the radius allows."""
 
 
-def sides_of(side, n_comps: int) -> np.ndarray:
-    """side_by_comp as the kernels take it: one int8 per compartment (a scalar is broadcast)."""
-    return np.broadcast_to(np.asarray(side, dtype=np.int8), (n_comps,)).copy()
+def pairs_of(pairs, n_comps: int) -> np.ndarray:
+    """Which compartments pair, as the kernels take it: one uint8 each (a scalar is broadcast)."""
+    return np.broadcast_to(np.asarray(pairs, dtype=np.uint8), (n_comps,)).copy()
 
 
-def binned_counts(p, side_by_comp):
-    """Free cells the grid holds per compartment, for sizing it."""
+def grid_for(p, sizing, radius=RADIUS):
+    """(nx, ny, offset) of the grids of p's compartments for a GRID_SIZES entry."""
     free_t, free_g = _contacts.count_free(p["kind"], p["comp"], p["alive"], p["partner"],
                                           len(p["width"]))
-    return np.where(side_by_comp == T_SIDE, free_t, np.where(side_by_comp == G_SIDE, free_g, 0))
-
-
-def kernel_synapses(p, occ19, occ3, side, threads=1, needed=1, seed=1, step=1,
-                    contact_fraction=0.2, radius=RADIUS):
-    n_comps = len(p["width"])
-    side = sides_of(side, n_comps)
-    binned = binned_counts(p, side)
+    binned = {"counted": np.maximum(free_t, free_g), "one_bin": np.zeros_like(free_t),
+              "coarse": np.maximum(free_t, free_g) // 10,
+              "finest": np.full_like(free_t, 10**12)}[sizing]
     shape = [_contacts.grid_shape(w, h, radius, b) for w, h, b in zip(p["width"], p["height"], binned)]
     nx = np.array([s[0] for s in shape], np.int64)
     ny = np.array([s[1] for s in shape], np.int64)
-    offset = np.concatenate([[0], np.cumsum(nx * ny)]).astype(np.int64)
-    start, rows = _contacts.build_grid(side, p["x"], p["y"], p["kind"], p["comp"], p["alive"],
-                                       p["partner"], nx, ny, offset, p["width"], p["height"])
+    return nx, ny, np.concatenate([[0], np.cumsum(nx * ny)]).astype(np.int64)
+
+
+def build(p, pairs=1, threads=1, sizing="counted", radius=RADIUS, nx=None, ny=None, grid=None):
+    """A ContactGrid of p, or `grid` rebuilt for p (and the per-compartment free counts
+    build_grid returns)."""
+    if nx is None:
+        nx, ny, offset = grid_for(p, sizing, radius)
+    else:
+        nx, ny = np.asarray(nx, np.int64), np.asarray(ny, np.int64)
+        offset = np.concatenate([[0], np.cumsum(nx * ny)]).astype(np.int64)
+    grid = _contacts.ContactGrid() if grid is None else grid
+    counts = _contacts.build_grid(grid, pairs_of(pairs, len(p["width"])), p["x"], p["y"],
+                                  p["kind"], p["comp"], p["alive"], p["partner"], p["ids"],
+                                  p["cd19"], p["cd3"], nx, ny, offset, p["width"], p["height"],
+                                  threads)
+    return grid, counts
+
+
+def kernel_synapses(p, occ19, occ3, pairs=1, threads=1, needed=1, seed=1, step=1,
+                    contact_fraction=0.2, radius=RADIUS, sizing="counted", grid=None):
+    grid, _ = build(p, pairs, threads, sizing, radius, grid=grid)
     partner = p["partner"].copy()
-    t_rows = _contacts.form_synapses(side, p["x"], p["y"], p["kind"], p["comp"], p["alive"],
-                                     p["ids"], p["cd19"], p["cd3"], partner, start, rows, nx,
-                                     ny, offset, p["width"], p["height"],
-                                     np.asarray(occ19, float), np.asarray(occ3, float), radius,
-                                     contact_fraction, AREA, K2D19, K2D3, needed, seed, step,
-                                     threads)
+    t_rows = _contacts.form_synapses(grid, partner, np.asarray(occ19, float),
+                                     np.asarray(occ3, float), radius, contact_fraction, AREA,
+                                     K2D19, K2D3, needed, seed, step, threads)
     return partner, np.sort(t_rows)
 
 
 def oracle_synapses(p, occ19, occ3, needed=1, seed=1, step=1, contact_fraction=0.2, radius=RADIUS,
-                    side=None):
+                    pairs=None):
+    side = None if pairs is None else np.where(pairs_of(pairs, len(p["width"])) > 0, 0, NO_PAIRING)
     return oracle_form_synapses(p["x"], p["y"], p["kind"], p["comp"], p["alive"], p["ids"],
                                 p["cd19"], p["cd3"], p["partner"], p["width"], p["height"],
                                 occ19, occ3, radius, contact_fraction, AREA, K2D19, K2D3,
-                                needed, seed, step,
-                                side_by_comp=None if side is None else sides_of(side, len(p["width"])))
+                                needed, seed, step, side_by_comp=side)
 
 
-BOTH_SIDES = [_contacts.BIN_T_CELLS, _contacts.BIN_TARGETS]
-SIDE_PATTERNS = ["all_t", "all_targets", "mixed", "some_no_pairing"]
+PAIR_PATTERNS = ["all", "some_not"]
 
 
-def side_pattern(pattern: str, n_comps: int, r: np.random.Generator) -> np.ndarray:
-    """Per-compartment sides: everything T-binned, target-binned, a random mix of both, or a
-    random mix with at least one NO_PAIRING compartment (and, given 2+ compartments, at
-    least one that pairs)."""
-    if pattern == "all_t":
-        return sides_of(T_SIDE, n_comps)
-    if pattern == "all_targets":
-        return sides_of(G_SIDE, n_comps)
-    if pattern == "mixed":
-        side = r.choice([T_SIDE, G_SIDE], n_comps).astype(np.int8)
-        if n_comps > 1:
-            side[:2] = [T_SIDE, G_SIDE]
-        return side
-    side = r.choice([T_SIDE, G_SIDE, NO_SIDE], n_comps).astype(np.int8)
-    side[int(r.integers(0, n_comps))] = NO_SIDE
-    if n_comps > 1 and np.all(side == NO_SIDE):
-        side[0] = T_SIDE
-    return side
+def pair_pattern(pattern: str, n_comps: int, r: np.random.Generator) -> np.ndarray:
+    """Per-compartment pairing flags: all pair, or a random mix with at least one compartment
+    that does not pair (and, given 2+ compartments, at least one that does)."""
+    if pattern == "all":
+        return pairs_of(1, n_comps)
+    pairs = r.integers(0, 2, n_comps).astype(np.uint8)
+    pairs[int(r.integers(0, n_comps))] = 0
+    if n_comps > 1 and not pairs.any():
+        pairs[0] = 1
+    return pairs
 
 CONTACT_CASES = {
     # name: (n cells, widths, heights, occ19, occ3, bridges needed)
@@ -377,36 +382,38 @@ CONTACT_CASES = {
 }
 
 
-@pytest.mark.parametrize("pattern", SIDE_PATTERNS)
+@pytest.mark.parametrize("pattern", PAIR_PATTERNS)
+@pytest.mark.parametrize("sizing", GRID_SIZES)
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("name", list(CONTACT_CASES))
-def test_form_synapses_equals_brute_force_oracle(name, threads, pattern):
+def test_form_synapses_equals_brute_force_oracle(name, threads, sizing, pattern):
     n, widths, heights, occ19, occ3, needed = CONTACT_CASES[name]
     made = 0
     for rep in range(3):
-        r = np.random.default_rng([rep, len(name), SIDE_PATTERNS.index(pattern)])
+        r = np.random.default_rng([rep, len(name), PAIR_PATTERNS.index(pattern)])
         p = random_population(r, n, widths, heights)
-        side = side_pattern(pattern, len(widths), r)
+        pairs = pair_pattern(pattern, len(widths), r)
         seed, step = int(r.integers(0, 2**63)), int(r.integers(0, 10**6))
-        want_partner, want_t = oracle_synapses(p, occ19, occ3, needed, seed, step, side=side)
-        got_partner, got_t = kernel_synapses(p, occ19, occ3, side, threads, needed, seed, step)
+        want_partner, want_t = oracle_synapses(p, occ19, occ3, needed, seed, step, pairs=pairs)
+        got_partner, got_t = kernel_synapses(p, occ19, occ3, pairs, threads, needed, seed, step,
+                                              sizing=sizing)
         assert np.array_equal(got_t, want_t)
         assert np.array_equal(got_partner, want_partner)
         # nothing changes in a compartment that does not pair
-        skipped = np.isin(p["comp"], np.flatnonzero(side == NO_SIDE))
+        skipped = np.isin(p["comp"], np.flatnonzero(pairs == 0))
         assert np.array_equal(got_partner[skipped], p["partner"][skipped])
         made += len(want_t)
     # the case must exercise the rule: some synapses form (except where drug is too low, or
     # the only compartment does not pair)
-    if name != "low_drug" and not (pattern == "some_no_pairing" and len(widths) == 1):
+    if name != "low_drug" and not (pattern == "some_not" and len(widths) == 1):
         assert made > 0
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_every_choice_of_binned_sides_gives_the_same_synapses(threads):
-    """All 3^3 per-compartment side choices of a 3-compartment population: the synapses in
-    a pairing compartment do not depend on which side is binned there or elsewhere, and a
-    NO_PAIRING compartment forms none."""
+def test_every_choice_of_pairing_compartments_gives_the_same_synapses(threads):
+    """All 2^3 choices of pairing compartments of a 3-compartment population: the synapses in
+    a pairing compartment do not depend on which others pair, and one that does not pair
+    forms none."""
     widths, heights = [120.0, 40.0, 25.0], [100.0, 40.0, 25.0]
     p = random_population(np.random.default_rng(77), 600, widths, heights)
     occ19, occ3 = [0.05, 0.01, 0.05], [1e-3, 1e-4, 1e-3]
@@ -414,23 +421,42 @@ def test_every_choice_of_binned_sides_gives_the_same_synapses(threads):
     per_comp = [np.isin(np.arange(len(p["x"])), np.flatnonzero(p["comp"] == c)) for c in range(3)]
     for c in range(3):
         assert np.any(every[per_comp[c]] != p["partner"][per_comp[c]])   # synapses form in each
-    for side in itertools.product([T_SIDE, G_SIDE, NO_SIDE], repeat=3):
-        side = np.array(side, np.int8)
-        got, _ = kernel_synapses(p, occ19, occ3, side, threads, 1, 3, 4)
+    for pairs in itertools.product([0, 1], repeat=3):
+        pairs = np.array(pairs, np.uint8)
+        got, _ = kernel_synapses(p, occ19, occ3, pairs, threads, 1, 3, 4)
         for c in range(3):
-            want = p["partner"] if side[c] == NO_SIDE else every
-            assert np.array_equal(got[per_comp[c]], want[per_comp[c]]), (side.tolist(), c)
+            want = every if pairs[c] else p["partner"]
+            assert np.array_equal(got[per_comp[c]], want[per_comp[c]]), (pairs.tolist(), c)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_reused_grid_equals_the_oracle_step_after_step(threads):
+    """One ContactGrid for a sequence of populations of changing size, some with
+    compartments that have T cells but no targets (their buffers keep the earlier steps'
+    contents): every step matches the oracle."""
+    grid = _contacts.ContactGrid()
+    widths, heights = [150.0, 60.0, 40.0], [120.0, 60.0, 40.0]
+    occ19, occ3 = [0.05, 0.02, 0.05], [1e-3, 1e-4, 1e-3]
+    for rep, n in enumerate([900, 300, 1200, 150, 700, 700]):
+        r = np.random.default_rng([rep, 99])
+        p = random_population(r, n, widths, heights)
+        if rep % 2:  # no live targets in compartment 1, or no T cells in compartment 2
+            p["alive"][(p["comp"] == 1) & (p["kind"] >= 2)] = 0
+            p["alive"][(p["comp"] == 2) & (p["kind"] <= 1)] = 0
+            p["partner"][p["alive"] == 0] = -1
+            p["partner"][(p["partner"] >= 0) & (p["alive"][p["partner"]] == 0)] = -1
+        want = oracle_synapses(p, occ19, occ3, 1, rep, rep)
+        got = kernel_synapses(p, occ19, occ3, 1, threads, 1, rep, rep,
+                              sizing=GRID_SIZES[rep % len(GRID_SIZES)], grid=grid)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), rep
 
 
 def test_no_pairing_everywhere_forms_nothing():
     p = random_population(np.random.default_rng(5), 300, [60.0, 30.0], [60.0, 30.0])
-    partner, t_rows = kernel_synapses(p, [0.5, 0.5], [0.5, 0.5], NO_SIDE)
+    partner, t_rows = kernel_synapses(p, [0.5, 0.5], [0.5, 0.5], 0)
     assert len(t_rows) == 0 and np.array_equal(partner, p["partner"])
-    start, rows = _contacts.build_grid(sides_of(NO_SIDE, 2), p["x"], p["y"], p["kind"], p["comp"],
-                                       p["alive"], p["partner"], np.ones(2, np.int64),
-                                       np.ones(2, np.int64), np.array([0, 1, 2], np.int64),
-                                       p["width"], p["height"])
-    assert start.tolist() == [0, 0, 0] and len(rows) == 0
+    grid, _ = build(p, 0)
+    assert grid.n_t == grid.n_g == 0 and not grid.t_start.any() and not grid.g_start.any()
 
 
 def test_contact_cases_have_conflicts_and_refusals():
@@ -518,19 +544,17 @@ def test_form_synapses_low_drug_forms_some_synapses():
     for step in range(1, 30):
         p = random_population(np.random.default_rng(step), n, widths, heights)
         want_partner, want_t = oracle_synapses(p, occ19, occ3, needed, 5, step)
-        got_partner, got_t = kernel_synapses(p, occ19, occ3, _contacts.BIN_TARGETS, 1, needed, 5, step)
+        got_partner, got_t = kernel_synapses(p, occ19, occ3, 1, 1, needed, 5, step)
         assert np.array_equal(got_partner, want_partner)
         made += len(want_t)
     assert 0 < made
 
 
-def test_form_synapses_many_cells_two_sides_two_threads_agree():
+def test_form_synapses_many_cells_any_grid_any_threads_agree():
     p = random_population(np.random.default_rng(42), 6000, [400.0, 300.0, 30.0], [400.0, 200.0, 30.0])
     occ19, occ3 = [0.01, 0.002, 0.05], [1e-4, 0.0, 1e-3]
-    sides = [T_SIDE, G_SIDE, np.array([T_SIDE, G_SIDE, T_SIDE], np.int8),
-             np.array([G_SIDE, T_SIDE, G_SIDE], np.int8)]
-    results = [kernel_synapses(p, occ19, occ3, side, threads, 2, 11, 12)
-               for side in sides for threads in (1, 2)]
+    results = [kernel_synapses(p, occ19, occ3, 1, threads, 2, 11, 12, sizing=sizing)
+               for sizing in GRID_SIZES for threads in (1, 2, 3)]
     for partner, t_rows in results[1:]:
         assert np.array_equal(partner, results[0][0]) and np.array_equal(t_rows, results[0][1])
     assert len(results[0][1]) > 100
@@ -538,7 +562,7 @@ def test_form_synapses_many_cells_two_sides_two_threads_agree():
 
 def test_new_synapses_are_consistent_pairs():
     p = random_population(np.random.default_rng(3), 800, [200.0, 25.0], [200.0, 25.0])
-    partner, t_rows = kernel_synapses(p, [0.05, 0.05], [1e-3, 1e-3], _contacts.BIN_TARGETS)
+    partner, t_rows = kernel_synapses(p, [0.05, 0.05], [1e-3, 1e-3])
     assert len(t_rows) > 0
     g_rows = partner[t_rows]
     assert np.array_equal(partner[g_rows], t_rows)             # symmetric
@@ -568,45 +592,41 @@ def two_cells(dx, dy, width=100.0, height=100.0, cd19=22000.0, cd3=30000.0, kind
                 partner=np.full(2, -1, np.int32), width=np.array([width]), height=np.array([height]))
 
 
-@pytest.mark.parametrize("side", BOTH_SIDES)
-def test_pair_across_the_periodic_corner_binds(side):
+@pytest.mark.parametrize("sizing", GRID_SIZES)
+def test_pair_across_the_periodic_corner_binds(sizing):
     # (1, 1) and (99.5, 98) in a 100 um box are 3.35 um apart through the corner
     p = two_cells(-2.5, -4.0)
-    partner, t_rows = kernel_synapses(p, [0.5], [0.5], side)   # B huge: p = 1
+    partner, t_rows = kernel_synapses(p, [0.5], [0.5], sizing=sizing)   # B huge: p = 1
     assert partner.tolist() == [1, 0] and t_rows.tolist() == [0]
 
 
-@pytest.mark.parametrize("side", BOTH_SIDES)
+@pytest.mark.parametrize("sizing", GRID_SIZES)
 @pytest.mark.parametrize("dist,binds", [(9.99, True), (10.01, False), (50.0, False)])
-def test_contact_radius_is_the_cutoff(side, dist, binds):
+def test_contact_radius_is_the_cutoff(sizing, dist, binds):
     p = two_cells(dist, 0.0)
-    partner, _ = kernel_synapses(p, [0.5], [0.5], side)
+    partner, _ = kernel_synapses(p, [0.5], [0.5], sizing=sizing)
     assert bool(partner[0] == 1) is binds
 
 
-@pytest.mark.parametrize("side", BOTH_SIDES)
-def test_no_synapse_without_drug_cd19_or_cd3(side):
-    assert kernel_synapses(two_cells(3, 0), [0.0], [0.0], side)[0].tolist() == [-1, -1]
-    assert kernel_synapses(two_cells(3, 0, cd19=0.0), [0.5], [0.5], side)[0].tolist() == [-1, -1]
-    assert kernel_synapses(two_cells(3, 0, cd3=0.0), [0.5], [0.0], side)[0].tolist() == [-1, -1]
+def test_no_synapse_without_drug_cd19_or_cd3():
+    assert kernel_synapses(two_cells(3, 0), [0.0], [0.0])[0].tolist() == [-1, -1]
+    assert kernel_synapses(two_cells(3, 0, cd19=0.0), [0.5], [0.5])[0].tolist() == [-1, -1]
+    assert kernel_synapses(two_cells(3, 0, cd3=0.0), [0.5], [0.0])[0].tolist() == [-1, -1]
     # with CD3 absent, drug on CD19 alone cannot bridge; with CD3 and drug it binds
-    assert kernel_synapses(two_cells(3, 0), [0.5], [0.0], side)[0].tolist() == [1, 0]
+    assert kernel_synapses(two_cells(3, 0), [0.5], [0.0])[0].tolist() == [1, 0]
     # two T cells or two targets never pair
-    assert kernel_synapses(two_cells(3, 0, kinds=(0, 1)), [0.5], [0.5], side)[0].tolist() == [-1, -1]
-    assert kernel_synapses(two_cells(3, 0, kinds=(2, 3)), [0.5], [0.5], side)[0].tolist() == [-1, -1]
+    assert kernel_synapses(two_cells(3, 0, kinds=(0, 1)), [0.5], [0.5])[0].tolist() == [-1, -1]
+    assert kernel_synapses(two_cells(3, 0, kinds=(2, 3)), [0.5], [0.5])[0].tolist() == [-1, -1]
 
 
 def test_form_synapses_on_empty_population():
     z = np.zeros(0)
-    out = _contacts.form_synapses(sides_of(G_SIDE, 1), z, z, np.zeros(0, np.int8),
-                                  np.zeros(0, np.int8), np.zeros(0, np.uint8),
-                                  np.zeros(0, np.int64), np.zeros(0, np.float32),
-                                  np.zeros(0, np.float32), np.zeros(0, np.int32),
-                                  np.zeros(2, np.int64), np.zeros(0, np.int64),
-                                  np.ones(1, np.int64), np.ones(1, np.int64),
-                                  np.array([0, 1], np.int64), np.ones(1), np.ones(1),
-                                  np.ones(1), np.ones(1), 10.0, 0.2, 150.0, 1.0, 1.0, 1, 1, 1)
-    assert len(out) == 0
+    p = dict(x=z, y=z, kind=np.zeros(0, np.int8), comp=np.zeros(0, np.int8),
+             alive=np.zeros(0, np.uint8), ids=np.zeros(0, np.int64),
+             cd19=np.zeros(0, np.float32), cd3=np.zeros(0, np.float32),
+             partner=np.zeros(0, np.int32), width=np.ones(1) * 100, height=np.ones(1) * 100)
+    partner, t_rows = kernel_synapses(p, [1.0], [1.0])
+    assert len(t_rows) == 0 and len(partner) == 0
 
 
 def test_the_pair_draw_decides_binding():
@@ -615,7 +635,7 @@ def test_the_pair_draw_decides_binding():
     binds, expected = [], []
     for step in range(1, 200):
         p = two_cells(3.0, 4.0)
-        partner, _ = kernel_synapses(p, [1e-4], [0.0], _contacts.BIN_TARGETS, 1, needed, 8, step)
+        partner, _ = kernel_synapses(p, [1e-4], [0.0], 1, 1, needed, 8, step)
         prob = oracle_trigger(oracle_bridges(22000.0, 30000.0, 1e-4, 0.0, 0.2, AREA, K2D19, K2D3), needed)
         binds.append(partner[0] == 1)
         expected.append(oracle_uniform(8, 0, step, Purpose.BRIDGE, 1) < prob)
@@ -634,8 +654,8 @@ def test_conflict_goes_to_the_smallest_draw():
     for step in range(1, 20):
         draws = {t: oracle_uniform(1, tid, step, Purpose.BRIDGE, 10) for t, tid in ((1, 20), (2, 30), (3, 40))}
         best = min(draws, key=draws.get)
-        for side in BOTH_SIDES:
-            partner, t_rows = kernel_synapses(p, [0.5], [0.5], side, step=step)
+        for sizing in GRID_SIZES:
+            partner, t_rows = kernel_synapses(p, [0.5], [0.5], step=step, sizing=sizing)
             assert t_rows.tolist() == [best] and partner[0] == best
 
 
@@ -686,8 +706,9 @@ def test_grid_shape_rounding_never_gives_bins_narrower_than_the_radius():
     assert Fraction(width) / nx >= Fraction(radius)
 
 
-@pytest.mark.parametrize("side", BOTH_SIDES)
-def test_a_touching_pair_two_bins_apart_is_not_missed(side):
+def test_a_touching_pair_two_bins_apart_is_not_missed():
+    """Bins barely one radius wide in floating point (3x3 scan): a pair just under one
+    radius apart, in neighbouring bins, binds."""
     width, radius = 36946.27651043097, 76.33528204634499
     p = dict(x=np.array([18702.14410135452, 18778.479383400863]), y=np.array([5.0, 5.0]),
              kind=np.array([0, 3], np.int8), comp=np.zeros(2, np.int8), alive=np.ones(2, np.uint8),
@@ -696,19 +717,30 @@ def test_a_touching_pair_two_bins_apart_is_not_missed(side):
              width=np.array([width]), height=np.array([100.0]))
     want, _ = oracle_synapses(p, [0.5], [0.5], radius=radius)
     assert want.tolist() == [1, 0]  # the pair touches: the rule binds it (p = 1)
-    nx, ny = _contacts.grid_shape(width, 100.0, radius, 10**6)   # as for 1e6 binned cells
-    assert width / nx >= radius   # the float guarantee holds...
-    nx, ny = np.array([nx], np.int64), np.array([ny], np.int64)
-    offset = np.array([0, nx[0] * ny[0]], np.int64)
-    sides = sides_of(side, 1)
-    start, rows = _contacts.build_grid(sides, p["x"], p["y"], p["kind"], p["comp"], p["alive"],
-                                       p["partner"], nx, ny, offset, p["width"], p["height"])
-    partner = p["partner"].copy()
-    _contacts.form_synapses(sides, p["x"], p["y"], p["kind"], p["comp"], p["alive"], p["ids"],
-                            p["cd19"], p["cd3"], partner, start, rows, nx, ny, offset,
-                            p["width"], p["height"], np.array([0.5]), np.array([0.5]), radius,
-                            0.2, AREA, K2D19, K2D3, 1, 1, 1, 1)
-    assert partner.tolist() == [1, 0]   # ...but the pair is missed
+    got, _ = kernel_synapses(p, [0.5], [0.5], radius=radius, sizing="finest")
+    assert got.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e-9, 0.5, 1.0 - 1e-9])
+@pytest.mark.parametrize("dx", [-9.999999, 9.999999])
+def test_two_by_two_scan_reaches_across_either_bin_edge(offset, dx):
+    """Bins just over two radii wide (2x2 scan along both axes): a T cell anywhere in its
+    bin reaches a target just under one radius away on either side, across bin edges."""
+    radius, n = 10.0, 50
+    width = n * 2 * radius * (1 + 2e-6)
+    bin_w = width / n
+    for b in (0, 1, 17, n - 1):
+        x0 = (b + offset) * bin_w
+        p = two_cells(dx, dx, width=width, height=width)
+        p["x"][0], p["y"][0] = x0, x0
+        p["x"][1], p["y"][1] = (x0 + dx / math.sqrt(2)) % width, (x0 + dx / math.sqrt(2)) % width
+        want, _ = oracle_synapses(p, [0.5], [0.5], radius=radius)
+        assert want.tolist() == [1, 0]
+        grid, _ = build(p, radius=radius, nx=[n], ny=[n])
+        partner = p["partner"].copy()
+        _contacts.form_synapses(grid, partner, np.array([0.5]), np.array([0.5]), radius, 0.2,
+                                AREA, K2D19, K2D3, 1, 1, 1, 1)
+        assert partner.tolist() == [1, 0], (b, offset, dx)
 
 
 @pytest.mark.parametrize("args,expected", [((1000.0, 1000.0, 10.0, 2500), (50, 50)),
@@ -725,37 +757,37 @@ def test_grid_shape_by_hand(args, expected):
     assert _contacts.grid_shape(*args) == expected
 
 
-@pytest.mark.parametrize("side", [[T_SIDE] * 3, [G_SIDE] * 3, [T_SIDE, G_SIDE, NO_SIDE],
-                                  [NO_SIDE, T_SIDE, G_SIDE], [G_SIDE, NO_SIDE, T_SIDE]])
-def test_build_grid_is_a_counting_sort_of_the_binned_side(side):
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("pairs", [[1, 1, 1], [1, 0, 1], [0, 1, 0]])
+def test_build_grid_is_a_counting_sort_of_both_sides(pairs, threads):
     p = random_population(np.random.default_rng(8), 700, [200.0, 25.0, 12.0], [170.0, 40.0, 12.0])
     n_comps = 3
-    side = np.array(side, np.int8)
-    free_t, free_g = _contacts.count_free(p["kind"], p["comp"], p["alive"], p["partner"], n_comps)
+    pairs = np.array(pairs, np.uint8)
     free = (p["alive"] == 1) & (p["partner"] < 0)
-    for c in range(n_comps):
+    grid, (free_t, free_g) = build(p, pairs, threads)
+    nx, ny, offset = grid.nx, grid.ny, grid.offset
+    for c in range(n_comps):  # free cells per compartment, pairing or not
         assert free_t[c] == np.count_nonzero(free & (p["kind"] <= 1) & (p["comp"] == c))
-        assert free_g[c] == np.count_nonzero(free & (p["kind"] >= 2) & (p["comp"] == c))
-    binned = binned_counts(p, side)
-    shape = [_contacts.grid_shape(w, h, RADIUS, b) for w, h, b in zip(p["width"], p["height"], binned)]
-    nx = np.array([s[0] for s in shape], np.int64)
-    ny = np.array([s[1] for s in shape], np.int64)
-    offset = np.concatenate([[0], np.cumsum(nx * ny)]).astype(np.int64)
-    start, rows = _contacts.build_grid(side, p["x"], p["y"], p["kind"], p["comp"], p["alive"],
-                                       p["partner"], nx, ny, offset, p["width"], p["height"])
-    comp_side = side[p["comp"]]
-    want_rows = np.flatnonzero(free & (((comp_side == T_SIDE) & (p["kind"] <= 1))
-                                       | ((comp_side == G_SIDE) & (p["kind"] >= 2))))
-    assert len(start) == offset[-1] + 1 and start[0] == 0 and np.all(np.diff(start) >= 0)
-    assert sorted(rows.tolist()) == want_rows.tolist()
-    for b in range(offset[-1]):
-        members = rows[start[b]:start[b + 1]]
-        assert list(members) == sorted(members)  # stable: row order within a bin
-        for i in members:
-            c = p["comp"][i]
-            bx = min(int(p["x"][i] / p["width"][c] * nx[c]), nx[c] - 1)
-            by = min(int(p["y"][i] / p["height"][c] * ny[c]), ny[c] - 1)
-            assert b == offset[c] + by * nx[c] + bx
+        assert free_g[c] == np.count_nonzero(free & (p["kind"] >= 2) & (p["cd19"] > 0)
+                                             & (p["comp"] == c))
+    in_pairing = free & (pairs[p["comp"]] == 1)
+    for start, cells, want, receptors in (
+            (grid.t_start, grid.t_cells, np.flatnonzero(in_pairing & (p["kind"] <= 1)), p["cd3"]),
+            (grid.g_start, grid.g_cells, np.flatnonzero(in_pairing & (p["kind"] >= 2) & (p["cd19"] > 0)),
+             p["cd19"])):
+        rows = cells["row"]
+        assert len(start) == offset[-1] + 1 and start[0] == 0 and np.all(np.diff(start) >= 0)
+        assert sorted(rows.tolist()) == want.tolist()
+        for name, column in (("x", p["x"]), ("y", p["y"]), ("id", p["ids"]), ("receptors", receptors)):
+            assert np.array_equal(cells[name], column[rows]), name
+        for b in range(offset[-1]):
+            members = rows[start[b]:start[b + 1]]
+            assert list(members) == sorted(members)  # stable: row order within a bin
+            for i in members:
+                c = p["comp"][i]
+                bx = min(int(p["x"][i] * (nx[c] / p["width"][c])), nx[c] - 1)
+                by = min(int(p["y"][i] * (ny[c] / p["height"][c])), ny[c] - 1)
+                assert b == offset[c] + by * nx[c] + bx
 
 
 # =========================================================================== lysis
@@ -803,7 +835,8 @@ def hit(cells, step, **overrides):
                 refill_units_per_step=p["refill"], max_synapse_steps=p["max_synapse"],
                 hit_success_by_comp=np.asarray(p.get("success_by_comp", [1.0]), dtype=np.float64),
                 pd1_half_engagements=p.get("pd1_half", 10.0),
-                max_pd1_inhibition=p.get("max_pd1", 0.0), seed=p.get("seed", 1), **extra)
+                max_pd1_inhibition=p.get("max_pd1", 0.0), seed=p.get("seed", 1),
+                threads=p.get("threads", 1), **extra)
     missing = set(LYSIS_PARAMETERS) - set(args)
     assert not missing, f"deliver_hits has new parameters the tests do not know: {missing}"
     return _lysis.deliver_hits(*[args[name] for name in LYSIS_PARAMETERS])
@@ -1079,8 +1112,9 @@ def test_a_failed_hit_does_not_refresh_the_targets_damage_clock():
     assert np.any(gaps >= 30) and np.any(gaps == 16)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("seed", range(4))
-def test_deliver_hits_equals_oracle_on_random_synapses(seed):
+def test_deliver_hits_equals_oracle_on_random_synapses(seed, threads):
     r = np.random.default_rng(seed)
     n = 400
     kind = r.integers(0, 4, n).astype(np.int8)
@@ -1108,7 +1142,7 @@ def test_deliver_hits_equals_oracle_on_random_synapses(seed):
              refill=float(r.choice([0.0, 0.3, 0.6667])), max_synapse=int(r.integers(20, 60)),
              success_by_comp=[1.0, float(r.uniform(0.3, 0.9)), 0.0] if seed % 2 else [1.0, 1.0, 1.0],
              pd1_half=float(r.uniform(1.0, 20.0)), max_pd1=float(r.choice([0.0, 0.8, 1.0])),
-             seed=int(r.integers(0, 2**63)))
+             seed=int(r.integers(0, 2**63)), threads=threads)
     mine = {name: a.copy() for name, a in cells.items()}
     total = 0
     for step in range(60, 160):
@@ -1156,3 +1190,42 @@ def test_poisson_large_mean_has_poisson_moments(mean, draws):
     assert abs(counts.mean() - mean) < 4.5 * math.sqrt(mean / draws)
     # variance: sd of the sample variance ~ mean * sqrt(2 / draws) (nearly normal counts)
     assert abs(counts.var(ddof=1) - mean) < 4.5 * mean * math.sqrt(2.0 / draws)
+
+
+# =========================================================================== compaction
+
+def compaction_case(r: np.random.Generator, n: int, dead: float):
+    """A population's columns (with slack capacity) whose dead rows are all unbound."""
+    from blinasim.populations import COLUMNS
+    cap = n + 7
+    cols = {name: (r.integers(-100, 100, cap) if np.dtype(dtype).kind in "iu"
+                   else r.random(cap)).astype(dtype) for name, (dtype, _fill) in COLUMNS.items()}
+    cols["alive"][:n] = r.random(n) >= dead
+    live = np.flatnonzero(cols["alive"][:n])
+    pairs = r.permutation(live)[: 2 * (len(live) // 4)].reshape(-1, 2)
+    cols["partner"][:] = -1
+    cols["partner"][pairs[:, 0]], cols["partner"][pairs[:, 1]] = pairs[:, 1], pairs[:, 0]
+    return cols
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("n,dead", [(0, 0.0), (1, 1.0), (500, 0.0), (500, 0.3), (3000, 0.9), (64, 1.0)])
+def test_compact_equals_the_oracle(n, dead, threads):
+    from oracles import oracle_compact
+    cols = compaction_case(np.random.default_rng([n, int(dead * 10)]), n, dead)
+    want = oracle_compact({k: v[:n] for k, v in cols.items()}, cols["alive"][:n], cols["partner"][:n])
+    count = _population.compact(list(cols.values()), cols["alive"][:n], cols["partner"][:n], threads)
+    assert count == len(want["id"])
+    for name, col in cols.items():
+        assert np.array_equal(col[:count], want[name]), name
+
+
+def test_compact_refuses_a_live_cell_bound_to_a_dead_one_and_changes_nothing():
+    cols = compaction_case(np.random.default_rng(4), 300, 0.2)
+    bound = np.flatnonzero(cols["partner"][:300] >= 0)[0]
+    cols["alive"][cols["partner"][bound]] = 0
+    before = {k: v.copy() for k, v in cols.items()}
+    with pytest.raises(RuntimeError, match="dead partner"):
+        _population.compact(list(cols.values()), cols["alive"][:300], cols["partner"][:300])
+    for name, col in cols.items():
+        assert np.array_equal(col, before[name]), name

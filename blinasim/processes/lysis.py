@@ -37,6 +37,7 @@ class GranuleLysis:
             pop.id, 1.0 - model.suppression, exhaustion.pd1_half_engagements,
             exhaustion.max_pd1_inhibition, model.steps, self.first_hit_delay,
             self.hit_interval, lysis.hits_to_kill, self.max_hit_gap, lysis.units_per_hit,
-            lysis.capacity_units, self.refill_per_step, self.max_synapse, model.seed)
+            lysis.capacity_units, self.refill_per_step, self.max_synapse, model.seed,
+            model.kernel_threads())
         if len(victims):
             model.record_kills(killers, victims)

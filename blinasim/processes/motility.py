@@ -20,4 +20,4 @@ class RandomWalk:
         _motility.move(pop.x, pop.y, pop.ux, pop.uy, pop.kind, pop.comp, pop.partner,
                        pop.alive, pop.id, self.step_um, model.geometry.width_um,
                        model.geometry.height_um, self.p_turn, model.seed, model.steps,
-                       model.threads)
+                       model.kernel_threads())

@@ -22,9 +22,11 @@ class SynapseFormation:
         self.k2d19 = kd_2d_per_um2(s.drug.kd_cd19_m, s.binding.confinement_length_nm)
         self.k2d3 = kd_2d_per_um2(s.drug.kd_cd3_m, s.binding.confinement_length_nm)
         self.new_synapses = 0
+        self.contact_grid = _contacts.ContactGrid()
+        self.binned: np.ndarray | None = None  # free cells of the larger side, last step
 
     def grid(self, model, binned_per_comp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Bins per side and bin offsets of every compartment for this step's binned cells."""
+        """Bins per side and bin offsets of every compartment for this many binned cells."""
         geo = model.geometry
         shape = [_contacts.grid_shape(w, h, self.radius_um, n)
                  for w, h, n in zip(geo.width_um, geo.height_um, binned_per_comp)]
@@ -34,31 +36,27 @@ class SynapseFormation:
         return nx, ny, offset
 
     def step(self, model) -> None:
-        pop, geo = model.pop, model.geometry
+        pop, geo, s = model.pop, model.geometry, model.scenario
         self.new_synapses = 0
-        if not np.any(model.occ19 > 0) and not np.any(model.occ3 > 0):
+        pairs = ((model.occ19 > 0) | (model.occ3 > 0)).astype(np.uint8)
+        if not np.any(pairs):
             return
-        free_t, free_targets = _contacts.count_free(pop.kind, pop.comp, pop.alive, pop.partner,
-                                                    len(geo.names))
-        # per compartment: the fewer cells scan, the more numerous are binned (same
-        # synapses either way); no pairing where a side is missing or there is no drug
-        pairing = (free_t > 0) & (free_targets > 0) & ((model.occ19 > 0) | (model.occ3 > 0))
-        if not np.any(pairing):
-            return
-        side = np.where(~pairing, _contacts.NO_PAIRING,
-                        np.where(free_targets < free_t, _contacts.BIN_T_CELLS, _contacts.BIN_TARGETS)).astype(np.int8)
-        binned = np.where(side == _contacts.BIN_T_CELLS, free_t, np.where(pairing, free_targets, 0))
-        nx, ny, offset = self.grid(model, binned)
-        start, rows = _contacts.build_grid(side, pop.x, pop.y, pop.kind, pop.comp, pop.alive,
-                                           pop.partner, nx, ny, offset, geo.width_um, geo.height_um)
-        s = model.scenario
+        if self.binned is None:  # first step: count; later, size by the last step's grid
+            self.binned = np.maximum(*_contacts.count_free(pop.kind, pop.comp, pop.alive,
+                                                           pop.partner, len(geo.names)))
+        # bins for about one cell of the more numerous side each (any size gives the same
+        # synapses; this one bounds memory)
+        nx, ny, offset = self.grid(model, self.binned * pairs)
+        threads = model.kernel_threads()
+        free_t, free_targets = _contacts.build_grid(
+            self.contact_grid, pairs, pop.x, pop.y, pop.kind, pop.comp, pop.alive,
+            pop.partner, pop.id, pop.cd19, pop.cd3, nx, ny, offset, geo.width_um,
+            geo.height_um, threads)
+        self.binned = np.maximum(free_t, free_targets)
         t_rows = _contacts.form_synapses(
-            side, pop.x, pop.y, pop.kind, pop.comp, pop.alive, pop.id, pop.cd19, pop.cd3,
-            pop.partner, start, rows, nx, ny, offset, geo.width_um, geo.height_um,
-            model.occ19, model.occ3, self.radius_um, s.binding.contact_area_fraction,
-            s.binding.lymphocyte_area_um2, self.k2d19, self.k2d3, s.binding.bridges_to_trigger,
-            model.seed, model.steps,
-            model.threads)
+            self.contact_grid, pop.partner, model.occ19, model.occ3, self.radius_um,
+            s.binding.contact_area_fraction, s.binding.lymphocyte_area_um2, self.k2d19,
+            self.k2d3, s.binding.bridges_to_trigger, model.seed, model.steps, threads)
         step = model.steps
         pop.synapse_step[t_rows] = step
         pop.engaged_step[t_rows] = step
