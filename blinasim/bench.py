@@ -42,6 +42,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from blinasim.arguments import positive_number, whole_number_at_least
+
 UM2_PER_CELL = 400.0
 """Well-bottom area per cell (one cell per 400 um2 on average)."""
 WELL_THICKNESS_UM = 10.0
@@ -687,31 +689,9 @@ def _threads(text: str) -> list[int]:
     return sorted(set(threads))
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected at least 0, got {value}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
-
-
-def _days(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of days, got {text!r}")
-    return value
+_count = whole_number_at_least(0)
+_positive = whole_number_at_least(1)
+_days = positive_number("days")
 
 
 def parser(prog: str = "blinasim bench") -> argparse.ArgumentParser:

@@ -14,6 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from blinasim.arguments import positive_number, whole_number_at_least
+
 EXIT_BAD_INPUT = 2
 
 DELEGATED = {
@@ -37,31 +39,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"blinasim: error: {message} (see '{self.prog} --help')\n")
 
 
-def _whole_number_at_least(low: int):
-    """An argparse type: a whole number of at least `low`."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected at least {low}, got {value}")
-        return value
-    return parse
-
-
-_positive_int = _whole_number_at_least(1)
-_non_negative_int = _whole_number_at_least(0)
-
-
-def _hours(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of hours, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of hours, got {text!r}")
-    return value
+_positive_int = whole_number_at_least(1)
+_non_negative_int = whole_number_at_least(0)
+_hours = positive_number("hours")
 
 
 def _tolerance(text: str) -> float:
