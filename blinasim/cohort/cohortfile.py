@@ -66,6 +66,7 @@ class CohortFile:
     def __init__(self, f: h5py.File):
         self.f = f
         self.path = pathlib.Path(f.filename)
+        self._status = f["patients/status"][...]  # kept in memory: no O(patients) read per result
 
     # ----------------------------------------------------------------- creating and opening
     @classmethod
@@ -126,13 +127,14 @@ class CohortFile:
         return int(self.f["patients/patient"].shape[0])
 
     def status(self) -> np.ndarray:
-        return self.f["patients/status"][...]
+        return self._status.copy()
 
     # ----------------------------------------------------------------- filling
     def write_result(self, result: PatientResult) -> None:
         """Store one finished patient and flush, so a crash after this keeps it."""
         i, table = result.index, self.f["patients"]
-        table["status"][i] = DONE if result.ok else FAILED
+        self._status[i] = DONE if result.ok else FAILED
+        table["status"][i] = self._status[i]
         table["error"][i] = result.error
         for name, value in result.endpoints.items():
             table[name][i] = value
@@ -143,7 +145,7 @@ class CohortFile:
         self.f.flush()
 
     def _count(self) -> None:
-        status = self.status()
+        status = self._status
         self.f.attrs["patients_done"] = int(np.count_nonzero(status == DONE))
         self.f.attrs["patients_failed"] = int(np.count_nonzero(status == FAILED))
         self.f.attrs["updated"] = _now()

@@ -159,7 +159,7 @@ def _distributions(node) -> dict[str, Distribution]:
 
 
 def _distribution(node, path: str) -> Distribution:
-    """A number (fixed value) or {distribution: kind, parameters..., low, high}."""
+    """A number (fixed value) or {distribution: kind, parameters..., low, high, zero_probability}."""
     if not isinstance(node.value, dict):
         return Distribution("fixed", (("value", _number(node, path)),))
     entries = dict(node.value)
@@ -182,11 +182,8 @@ def _distribution(node, path: str) -> Distribution:
     values = {key: _number(child, f"{path}.{key}") for key, child in entries.items()}
     _check_parameters(kind, values, entries, path)
     low, high = values.get("low", -math.inf), values.get("high", math.inf)
-    zero = values.get("zero_probability", 0.0)
-    if not 0.0 <= zero < 1.0:
-        raise error_at(entries["zero_probability"], f"{path}.zero_probability",
-                       f"must be at least 0 and below 1, got {zero:g}")
-    distribution = Distribution(kind, tuple((key, values[key]) for key in names), low, high, zero)
+    distribution = Distribution(kind, tuple((key, values[key]) for key in names), low, high,
+                                values.get("zero_probability", 0.0))
     mass = distribution.mass_within()
     if mass is not None and mass < MIN_MASS_WITHIN:
         raise error_at(entries.get("low") or entries.get("high"), path,
@@ -201,6 +198,9 @@ def _check_parameters(kind: str, values: dict[str, float], nodes: dict, path: st
             raise error_at(nodes[key], f"{path}.{key}", f"must be more than 0, got {values[key]:g}")
     if "low" in values and "high" in values and values["low"] >= values["high"]:
         raise error_at(nodes["high"], f"{path}.high", f"must be more than low ({values['low']:g})")
+    if not 0.0 <= values.get("zero_probability", 0.0) < 1.0:
+        raise error_at(nodes["zero_probability"], f"{path}.zero_probability",
+                       f"must be at least 0 and below 1, got {values['zero_probability']:g}")
 
 
 # --------------------------------------------------------------------------- against the base
