@@ -23,7 +23,7 @@ import numpy as np
 
 from blinasim import __version__
 from blinasim.cohort.cohortfile import DONE, FAILED, CohortFile, CohortFileError, is_cohort_file
-from blinasim.cohort.patient import (PatientResult, draw_patient, initial_cells, patient_task,
+from blinasim.cohort.patient import (PatientDraw, PatientResult, draw_patient, initial_cells, patient_task,
                                      run_patient, series_times_h)
 from blinasim.progress import CohortProgress
 from blinasim.run import Interrupted, StopFlag, library_versions
@@ -89,8 +89,7 @@ def _existing_output(out: pathlib.Path, patients: int, force: bool, identity: st
                           f"number of patients differ); use --force to replace it or another --out")
 
 
-def _create_output(spec, out: pathlib.Path, patients: int, attrs: dict) -> CohortFile:
-    draws = [draw_patient(spec, i) for i in range(patients)]
+def _create_output(spec, out: pathlib.Path, draws: list[PatientDraw], attrs: dict) -> CohortFile:
     times = series_times_h(spec.base.scenario.duration_h, spec.settings.series_every_h)
     try:
         return CohortFile.create(out, attrs, draws, times)
@@ -171,22 +170,24 @@ def run_cohort(spec, out: pathlib.Path, *, patients: int | None = None, workers:
                 cohort.close()
             raise
         try:
-            cohort = cohort or _create_output(spec, out, patients, attrs)
+            draws = [draw_patient(spec, i) for i in range(patients)]  # once, for the file and the tasks
+            cohort = cohort or _create_output(spec, out, draws, attrs)
             cohort.set_attrs({"command_line": command_line})
-            return _run(spec, cohort, dask, stop, quiet, started, on_result)
+            return _run(spec, cohort, draws, dask, stop, quiet, started, on_result)
         finally:
             dask.close()
             if cohort is not None:
                 cohort.close()
 
 
-def _run(spec, cohort: CohortFile, dask: _Dask, stop, quiet, started, on_result) -> CohortRun:
+def _run(spec, cohort: CohortFile, draws: list[PatientDraw], dask: _Dask, stop, quiet, started,
+         on_result) -> CohortRun:
     todo = [int(i) for i in np.flatnonzero(cohort.status() != DONE)]
     threads = dask.threads()
     cohort.set_attrs({"workers": threads})
     progress = CohortProgress(cohort.patients, cohort.patients - len(todo), threads, enabled=not quiet)
     try:
-        ran = _stream(spec, cohort, todo, dask, stop, progress, on_result)
+        ran = _stream(spec, cohort, draws, todo, dask, stop, progress, on_result)
     finally:
         progress.close()
         cohort.write_summary()
@@ -195,13 +196,13 @@ def _run(spec, cohort: CohortFile, dask: _Dask, stop, quiet, started, on_result)
                      int(np.count_nonzero(status == FAILED)), time.perf_counter() - started, threads)
 
 
-def _stream(spec, cohort: CohortFile, todo: list[int], dask: _Dask, stop, progress, on_result) -> int:
+def _stream(spec, cohort: CohortFile, draws: list[PatientDraw], todo: list[int], dask: _Dask, stop,
+            progress, on_result) -> int:
     """Keep the workers fed, largest patients first; store each result as it arrives.
 
     Starting the patients with the most cells first (longest-processing-time order) keeps
     workers from idling while one long patient finishes. Returns the patients stored.
     """
-    draws = {index: draw_patient(spec, index) for index in todo}
     queue = sorted(todo, key=lambda index: (initial_cells(spec, draws[index]), -index))
     running: dict = {}
     stored = 0
