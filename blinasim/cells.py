@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from blinasim import rng
-from blinasim.populations import CLONE_CODE, KIND_CODE, Population
+from blinasim.populations import CLONE_CODE, KIND_CODE, NEVER, Population
 from blinasim.rng import Purpose
-from blinasim.schema import Scenario
+from blinasim.schema import T_SUBSETS, Scenario
 
 DAUGHTER_OFFSET_UM = 5.0
 """Distance between a mother cell and its daughter (about one cell radius)."""
@@ -34,8 +34,23 @@ def draw_receptors(s: Scenario, kind: str, ids: np.ndarray, seed: int, step: int
     return {"cd19": cd19, "cd3": cd3}
 
 
-def resting_granules(s: Scenario, kind: str) -> float:
-    return {"cd8": s.lysis.resting_cd8_units, "cd4": s.lysis.resting_cd4_units}.get(kind, 0.0)
+def subset_traits(s: Scenario, column: str) -> np.ndarray:
+    """One trait of every T-cell subset, indexed by subset code."""
+    return np.array([getattr(getattr(s.t_subsets, name), column) for name in T_SUBSETS], dtype=float)
+
+
+def draw_t_cells(s: Scenario, kind: str, comp: int, ids: np.ndarray, seed: int, step: int) -> dict[str, np.ndarray]:
+    """Subset (by the compartment's mix), CD3 scaled by the subset, and the resting granule
+    store: full (`lysis.capacity_units`) and armed in the subset's perforin-positive share,
+    else empty and unarmed."""
+    shares = np.cumsum(list(s.compartments.values())[comp].t_subsets.shares(kind))
+    subset = np.minimum(np.searchsorted(shares, rng.uniforms(seed, ids, step, Purpose.INIT_SUBSET), side="right"),
+                        len(T_SUBSETS) - 1).astype(np.int8)
+    perforin = subset_traits(s, f"perforin_{kind}")[subset]
+    armed = rng.uniforms(seed, ids, step, Purpose.INIT_GRANULES) < perforin
+    return {"subset": subset, "cd3_factor": subset_traits(s, "cd3_factor")[subset],
+            "granules": np.where(armed, s.lysis.capacity_units, 0.0),
+            "armed_step": np.where(armed, step, NEVER)}
 
 
 def seed_cells(pop: Population, s: Scenario, kind: str, comp: int, count: int,
@@ -47,6 +62,10 @@ def seed_cells(pop: Population, s: Scenario, kind: str, comp: int, count: int,
     """
     ids = np.arange(pop.next_id, pop.next_id + count, dtype=np.int64)
     columns = draw_receptors(s, kind, ids, seed, step)
+    if kind in ("cd8", "cd4"):
+        t_cells = draw_t_cells(s, kind, comp, ids, seed, step)
+        columns["cd3"] = columns["cd3"] * t_cells.pop("cd3_factor")
+        columns.update(t_cells)
     if kind == "cd4":
         columns["regulatory"] = rng.uniforms(seed, ids, step, Purpose.INIT_ROLE) < s.regulation.treg_fraction_of_cd4
     if kind == "blast":
@@ -62,12 +81,13 @@ def seed_cells(pop: Population, s: Scenario, kind: str, comp: int, count: int,
     return pop.add(count, kind=KIND_CODE[kind], comp=comp,
                    x=width_um * rng.uniforms(seed, ids, step, Purpose.INIT_X),
                    y=height_um * rng.uniforms(seed, ids, step, Purpose.INIT_Y),
-                   granules=resting_granules(s, kind), granule_step=step, born_step=step,
+                   granule_step=step, born_step=step,
                    **columns)
 
 
 INHERITED = ("kind", "comp", "cd19", "cd3", "granules", "granule_step", "activated_step",
-             "engaged_step", "regulatory", "engagements", "clone", "cd19_set", "pdl1")
+             "engaged_step", "regulatory", "engagements", "clone", "cd19_set", "pdl1", "subset",
+             "armed_step", "stimulation", "destiny", "generation", "exhaustion")
 
 
 def divide(pop: Population, mothers: np.ndarray, width_um: np.ndarray, height_um: np.ndarray,

@@ -9,10 +9,10 @@ import numpy as np
 from blinasim.cells import seed_cells
 from blinasim.compartments import build_geometry, migration_graph
 from blinasim.pk import Pharmacokinetics
-from blinasim.populations import KIND_CODE, Population
+from blinasim.populations import KIND_CODE, NEVER, Population
 from blinasim.processes.antigen import AntigenDynamics
 from blinasim.processes.b_cells import BCellTurnover
-from blinasim.processes.base import emax
+from blinasim.processes.base import cd69_positive, emax
 from blinasim.processes.binding import ReceptorOccupancy
 from blinasim.processes.blasts import BlastGrowth
 from blinasim.processes.cytokines import CYTOKINES, CytokineRelease
@@ -25,7 +25,7 @@ from blinasim.processes.protocol import ACTIONS, Protocol
 from blinasim.processes.regulation import TregSuppression
 from blinasim.processes.synapse import SynapseFormation
 from blinasim.processes.t_cells import ActivatedTCellDynamics
-from blinasim.schema import CELL_KINDS, Scenario
+from blinasim.schema import CELL_KINDS, T_KINDS, T_SUBSETS, Scenario
 from blinasim.units import pg_per_ml_to_molar
 
 POPULATION_INTERVAL_MIN = 10.0
@@ -185,7 +185,7 @@ class BlinaModel(mesa.Model):
         activated = pop.activated_step[where] >= 0
         per_h = 60.0 / self.dt_min
         m = s.markers
-        cd69 = activated & (since_activation >= m.cd69_onset_h * per_h) & (since_engaged <= m.cd69_persist_h * per_h)
+        cd69 = cd69_positive(self, np.flatnonzero(where))
         cd25 = activated & (since_activation >= m.cd25_onset_h * per_h) & (since_engaged <= m.cd25_persist_h * per_h)
         n_t = max(1, int(where.sum()))
         blasts = live & (pop.kind == KIND_CODE["blast"])
@@ -205,6 +205,34 @@ class BlinaModel(mesa.Model):
             "t_adhered_endothelium": float(np.count_nonzero(t_cell & (pop.comp == wall))) if wall is not None else 0.0,
             "cns_t_cells": float(cns_t),
             "neurotox_index": self._neurotox_index(cns_t, blood),
+        })
+        row.update(self._t_cell_observables(t_cell, blood))
+        return row
+
+    def _t_cell_observables(self, t_cell: np.ndarray, blood: int | None) -> dict[str, float]:
+        """Blood T cells per subset, and the arming, exhaustion and programme of all T cells."""
+        pop = self.pop
+        row = {}
+        if blood is not None:
+            in_blood = t_cell & (pop.comp == blood) & (pop.regulatory == 0)
+            per_subset = np.bincount(pop.kind[in_blood].astype(np.int64) * len(T_SUBSETS) + pop.subset[in_blood],
+                                     minlength=len(T_KINDS) * len(T_SUBSETS))
+            volume = self.geometry.volume_ul[blood]
+            for k, kind in enumerate(T_KINDS):
+                for i, subset in enumerate(T_SUBSETS):
+                    row[f"blood_{kind}_{subset}_per_ul"] = per_subset[k * len(T_SUBSETS) + i] / volume
+            row["blood_treg_per_ul"] = np.count_nonzero(t_cell & (pop.comp == blood) & (pop.regulatory == 1)) / volume
+        else:
+            row.update({name: math.nan for name in SUBSET_VARIABLES})
+        n_t = max(1, int(np.count_nonzero(t_cell)))
+        effector = t_cell & (pop.regulatory == 0)
+        row.update({
+            "t_cells": float(np.count_nonzero(t_cell)),
+            "t_armed_fraction": np.count_nonzero(effector & (pop.granules >= self.scenario.lysis.units_per_hit)) / max(1, int(effector.sum())),
+            "t_exhausted_fraction": np.count_nonzero(t_cell & (pop.exhaustion >= 0.5)) / n_t,
+            "t_exhaustion_mean": float(pop.exhaustion[t_cell].mean()) if n_t else 0.0,
+            "t_dividing": float(np.count_nonzero(t_cell & (pop.destiny != NEVER) & (pop.generation < pop.destiny))),
+            "t_generation_mean": float(pop.generation[t_cell].mean()) if t_cell.any() else 0.0,
         })
         return row
 
@@ -277,7 +305,18 @@ VARIABLE_META = {
     "t_adhered_endothelium": ("cells", "T cells adhered to the vessel wall"),
     "cns_t_cells": ("cells", "T cells in the CNS compartment"),
     "neurotox_index": ("1", "neurotoxicity index 0-1 from CNS T cells and serum cytokines"),
+    "blood_treg_per_ul": ("cells/uL", "regulatory T cells in blood"),
+    "t_cells": ("cells", "live T cells, all compartments"),
+    "t_armed_fraction": ("1", "share of effector T cells holding granules for a hit"),
+    "t_exhausted_fraction": ("1", "share of T cells with exhaustion >= 0.5"),
+    "t_exhaustion_mean": ("1", "mean exhaustion (PD-1, TIM-3, LAG-3) of T cells"),
+    "t_dividing": ("cells", "T cells with divisions of their programme still to make"),
+    "t_generation_mean": ("1", "mean divisions made by T cells in their current programme"),
 }
+SUBSET_VARIABLES = [f"blood_{kind}_{subset}_per_ul" for kind in T_KINDS for subset in T_SUBSETS] + ["blood_treg_per_ul"]
+SUBSET_NAMES = {"naive": "naive", "cm": "central-memory", "em": "effector-memory", "temra": "TEMRA"}
+VARIABLE_META.update({f"blood_{kind}_{subset}_per_ul": ("cells/uL", f"{SUBSET_NAMES[subset]} {kind.upper()} T cells in blood (not regulatory)")
+                      for kind in T_KINDS for subset in T_SUBSETS})
 
 
 def variable_meta(name: str) -> tuple[str, str]:

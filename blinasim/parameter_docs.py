@@ -12,7 +12,7 @@ from blinasim import schema
 from blinasim.scenario import load_scenario
 
 MECHANISM_SECTIONS = ("drug", "pk", "receptors", "binding", "motility", "synapse", "lysis",
-                      "activation", "blasts", "b_cells", "markers", "exhaustion", "regulation",
+                      "activation", "t_subsets", "blasts", "b_cells", "markers", "exhaustion", "regulation",
                       "cytokines", "crs", "antigen", "endothelium", "interventions", "neurotoxicity")
 
 INTRO = """# Parameters
@@ -61,6 +61,12 @@ def _compartment_rows(scenario: schema.Scenario) -> list[str]:
     return rows
 
 
+def _subset_rows(scenario: schema.Scenario) -> list[str]:
+    return [f"| {name} | " + " | ".join(
+        " / ".join(_value(s) for s in comp.t_subsets.shares(kind)) for kind in schema.T_KINDS) + " |"
+        for name, comp in scenario.compartments.items()]
+
+
 def _route_rows(scenario: schema.Scenario) -> list[str]:
     return [f"| {r.source} -> {r.target} | {r.mechanism} | "
             + ", ".join(f"{k} {_value(r.rate_per_h.get(k))}" for k in schema.CELL_KINDS if r.rate_per_h.get(k))
@@ -85,11 +91,19 @@ def render_parameter_docs() -> str:
               "lymphocytes total 2,500/uL, inside the 1-3e3/uL range of the brief). Marrow: "
               "packed tissue of 1e6 nucleated cells/uL with 25% blasts, T cells 2% "
               "(assumption) and B-cell precursors 2% (assumption). The blood slab thickness is "
-              "calibrated (model.md). The vessel wall holds adhered T cells; the CNS is 5 uL of "
-              "CSF with ~3 T cells/uL. Serum shares follow body volumes relative to blood "
-              "(marrow ~2.5 L vs blood ~5 L; CSF ~150 mL).", "",
+              "calibrated (model.md). Lymph node and spleen: packed lymphoid tissue of 1e6 "
+              "lymphocytes/uL, 60% T and 35% B cells (assumption). The vessel wall holds adhered "
+              "T cells; the CNS is 5 uL of CSF with ~3 T cells/uL. Serum shares follow body "
+              "volumes relative to blood (marrow ~2.5 L, lymph nodes and spleen ~0.75 L, blood "
+              "~5 L; CSF ~150 mL).", "",
               "| compartment (role) | size | cells per uL | speed (um/min) | nucleated cells per uL | drug exposure | serum share |",
               "|---|---|---|---|---|---|---|", *_compartment_rows(reference), "",
+              "T-cell subsets at the start (shares naive / central memory / effector memory / "
+              "TEMRA): blood after salvage chemotherapy (naive depleted, Mackall 1997), marrow "
+              "rich in effector memory (Okhrimenko 2014), lymph node rich in naive and central "
+              "memory (Sallusto 1999; Thome 2014); the schema default is healthy adult blood "
+              "(Mahnke 2013).", "",
+              "| compartment | CD8 | CD4 |", "|---|---|---|", *_subset_rows(reference), "",
               "Migration routes (per-cell rates, 1/h), chosen to hold the baseline counts:", "",
               "| route | mechanism | rate per kind |", "|---|---|---|", *_route_rows(reference), ""]
     return "\n".join(lines)

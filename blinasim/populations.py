@@ -39,7 +39,14 @@ COLUMNS: dict[str, tuple[type, float]] = {
     "kills": (np.int32, 0),
     "born_step": (np.int32, 0),
     "regulatory": (np.uint8, 0),       # 1 = regulatory T cell (a CD4 T cell that suppresses)
-    "engagements": (np.int16, 0),      # synapses made so far (T cells; drives PD-1 and AICD)
+    "engagements": (np.int16, 0),      # synapses made so far (T cells; drives AICD)
+    "subset": (np.int8, 0),            # T-cell differentiation subset: index into schema.T_SUBSETS
+    "armed_step": (np.int32, NEVER),   # step from which the T cell synthesises granules
+    "stimulation": (np.float32, 0.0),  # expected bridges summed over synapses before the first division
+    "destiny": (np.int8, NEVER),       # divisions the current programme will make; -1 = not yet set
+    "generation": (np.int8, 0),        # divisions made in the current programme
+    "next_division_step": (np.int32, NEVER),  # step of the next division (first: sets the destiny)
+    "exhaustion": (np.float32, 0.0),   # exhaustion state X 0..1 (PD-1, TIM-3, LAG-3)
     "clone": (np.int8, 0),             # blast CD19 clone: see CLONE_CODE
     "cd19_set": (np.float32, 0.0),     # heritable surface CD19 the cell returns to when free
     "pdl1": (np.float32, 0.0),         # PD-L1 level 0..1 (blasts)

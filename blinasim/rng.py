@@ -27,6 +27,8 @@ class Purpose(IntEnum):
     INIT_CD19 = 12
     INIT_CD3 = 13
     INIT_ROLE = 14
+    INIT_SUBSET = 15
+    INIT_GRANULES = 16
     PROLIFERATE = 20
     DAUGHTER_ANGLE = 21
     DIE = 22
@@ -35,6 +37,10 @@ class Purpose(IntEnum):
     ARRIVE_Y = 25
     PRODUCE = 26
     LINEAGE_SWITCH = 27
+    ARMING = 28
+    DIVISION_TIME = 29
+    DESTINY = 30
+    RESOLVE = 31
 
 
 def uniforms(seed: int, ids: np.ndarray, step: int, purpose: Purpose, extra: int = 0) -> np.ndarray:

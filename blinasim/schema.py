@@ -25,6 +25,9 @@ CELL_KINDS = ("cd8", "cd4", "b", "blast")
 """Simulated cell kinds, in the order of their integer codes in the populations."""
 
 T_KINDS = ("cd8", "cd4")
+T_SUBSETS = ("naive", "cm", "em", "temra")
+"""T-cell differentiation subsets, in the order of their integer codes: naive, central
+memory (CCR7+CD45RA-), effector memory (CCR7-CD45RA-), TEMRA (CCR7-CD45RA+)."""
 TARGET_KINDS = ("b", "blast")
 
 
@@ -136,6 +139,7 @@ class Synapse:
     """Contact detection and synapse bookkeeping."""
     contact_radius_um: float = param(10.0, "um", 1.0, 100.0, "Centre-to-centre distance at which two cells touch", "assumption: two ~7 um lymphocytes plus membrane protrusions")
     max_duration_min: float = param(60.0, "min", 1.0, 10000.0, "A synapse that has not killed by then dissolves", "assumption: engage-kill-detach ~25 min (Cazaux 2019); unproductive contacts end within ~1 h")
+    unarmed_duration_min: float = param(3.0, "min", 1.0, 10000.0, "An effector T cell without granules leaves its target this long after the synapse formed (it has taken its activation signal)", "assumption: TCR signalling and CD69 induction start within minutes of contact (Huppa 2003); an unarmed cell has nothing to deliver")
 
 
 @dataclass(frozen=True)
@@ -147,18 +151,63 @@ class Lysis:
     max_hit_gap_min: float = param(50.0, "min", 1.0, 10000.0, "A target that goes this long without a hit has repaired its damage (its hit count restarts)", "Weigelin et al. 2021 (~3 hits < 50 min apart)")
     units_per_hit: float = param(10.0, "units", 0.0, 1000.0, "Granule units spent per hit", "assumption (unit definition): a full store of 100 units is 10 hits, ~3 kills (Hoffmann 2005: several kills within 9 h); refilled at 40 units/h a T cell hits every 15 min, well inside the 50-min gap", open_low=True)
     capacity_units: float = param(100.0, "units", 0.0, 1e5, "Maximum granule store of a T cell", "Betts 2004 via ABM (~100 units)", open_low=True)
-    resting_cd8_units: float = param(100.0, "units", 0.0, 1e5, "Initial granule store of a resting CD8 T cell", "assumption: a full store; unstimulated T cells lyse within hours under BiTE (Loffler 2000)")
-    resting_cd4_units: float = param(100.0, "units", 0.0, 1e5, "Initial granule store of a resting CD4 T cell", "assumption: as CD8 (both lyse under BiTE; Hoffmann 2005)")
+    arming_cd8_h: float = param(24.0, "h", 0.0, 1000.0, "Mean delay from activation until a CD8 T cell without granules synthesises them (log-normal per cell)", "granzyme B and perforin appear 1-3 days after naive CD8 T-cell activation (Pipkin 2010; Cullen 2010)")
+    arming_cd4_h: float = param(72.0, "h", 0.0, 1000.0, "Mean arming delay of a CD4 T cell without granules", "CD4 T cells acquire cytotoxicity later and less than CD8 (Appay 2002; Brown 2016 review); assumption for the value")
+    arming_sigma_log: float = param(0.5, "", 0.0, 3.0, "Log-normal shape of the per-cell arming delay", "assumption: activation is asynchronous across cells (Hawkins 2007: lognormal times)")
     refill_units_per_h: float = param(40.0, "units/h", 0.0, 1e4, "Granule synthesis rate after activation", "Betts 2004 via the ABM quoted in the biology brief (~40 units/h)")
 
 
 @dataclass(frozen=True)
 class Activation:
-    """Activation by a bridged synapse, then proliferation and death of activated T cells."""
-    proliferation_per_day: float = param(2.1, "1/day", 0.0, 20.0, "Division rate of stimulated activated T cells", "Hosseini et al. 2020 QSP (2.1/day)")
-    proliferation_lag_h: float = param(24.0, "h", 0.0, 1000.0, "Delay from first activation to the first division", "assumption: CD69 peaks ~day 2, CD25 ~day 3 (biology brief s.3)")
-    stimulation_memory_h: float = param(12.0, "h", 0.0, 10000.0, "A T cell keeps dividing this long after its last synapse", "assumption: proliferation needs ongoing target engagement (Hosseini 2020 QSP drives it by engaged targets)")
+    """Activation by a bridged synapse, then the proliferative programme (division destiny)."""
+    proliferation_per_day: float = param(2.1, "1/day", 0.0, 20.0, "Division rate of a T cell carrying out its programme (mean time between divisions = 1/this)", "Hosseini et al. 2020 QSP (2.1/day); Hawkins 2007 (~10 h per later division)", open_low=True)
+    proliferation_lag_h: float = param(24.0, "h", 0.0, 1000.0, "Mean time from activation to the first division of a memory T cell (naive: x first_division_factor)", "Hawkins 2007; Marchingo 2014 (first division ~1-1.5 days)")
+    division_time_sigma_log: float = param(0.3, "", 0.0, 3.0, "Log-normal shape of each cell's time to its next division", "Hawkins 2007 (cyton model: log-normal division times)")
+    stimulation_half_bridges: float = param(50.0, "bridges", 0.0, 1e6, "Summed expected bridges of the synapses made before the first division at which the division destiny is half the subset's maximum", "assumption: destiny grows additively with stimulation strength and duration (Marchingo 2014; Heinzel 2017)", open_low=True)
     activated_death_per_day: float = param(0.06, "1/day", 0.0, 20.0, "Apoptosis rate of activated T cells", "Hosseini et al. 2020 QSP (0.06/day)")
+    contraction_death_per_day: float = param(0.2, "1/day", 0.0, 20.0, "Death rate of a T cell that has completed its divisions (contraction)", "assumption: effector T cells contract over 1-2 weeks after their peak (Kaech 2002; Hawkins 2007 death after destiny)")
+    memory_return_per_day: float = param(0.02, "1/day", 0.0, 20.0, "Rate at which a T cell that has completed its divisions returns to a resting, memory-like state (it can then be activated again)", "assumption: 5-10% of effector T cells become memory (Kaech 2002): 0.02 / (0.2 + 0.02) = 9%")
+
+
+@dataclass(frozen=True)
+class SubsetTraits:
+    """What one T-cell differentiation subset brings to a cell at birth and on activation."""
+    perforin_cd8: float = param(0.0, "", 0.0, 1.0, "Share of resting CD8 T cells of this subset that carry cytotoxic granules (perforin/granzyme B)", "")
+    perforin_cd4: float = param(0.0, "", 0.0, 1.0, "Share of resting CD4 T cells of this subset that carry cytotoxic granules", "")
+    cd3_factor: float = param(1.0, "", 0.0, 10.0, "CD3 copies relative to receptors.cd3_t_mean", "")
+    trigger_factor: float = param(1.0, "", 1.0, 100.0, "Drug bridges a contact needs, relative to binding.bridges_to_trigger (rounded)", "")
+    first_division_factor: float = param(1.0, "", 0.01, 100.0, "Time to the first division relative to activation.proliferation_lag_h", "")
+    max_divisions: int = param(0, "divisions", 0, 30, "Largest division destiny after one activation", "")
+    lymphoid_homing: float = param(1.0, "", 0.0, 100.0, "Multiplier of the rates of routes into lymphoid tissue (CCR7/CD62L)", "")
+
+
+def _traits(perforin_cd8, perforin_cd4, cd3, trigger, first, divisions, homing):
+    return lambda: SubsetTraits(perforin_cd8, perforin_cd4, cd3, trigger, first, divisions, homing)
+
+
+@dataclass(frozen=True)
+class TSubsets:
+    """T-cell differentiation subsets: granules at rest, activation threshold, proliferative capacity, homing."""
+    naive: SubsetTraits = section(_traits(0.02, 0.0, 1.0, 5.0, 1.5, 8, 1.0), "Naive (CCR7+CD45RA+): almost no perforin (Takata 2006; Mahnke 2013), a higher activation threshold (London 2000), the longest lag to the first division and the most divisions (Hawkins 2007), lymph-node homing")
+    cm: SubsetTraits = section(_traits(0.15, 0.02, 1.0, 2.0, 1.0, 7, 1.0), "Central memory (CCR7+CD45RA-): little perforin, lymph-node homing, high proliferative capacity (Sallusto 1999; Mahnke 2013)")
+    em: SubsetTraits = section(_traits(0.6, 0.1, 1.0, 1.0, 1.0, 4, 0.05), "Effector memory (CCR7-CD45RA-): perforin in most CD8 cells (Takata 2006), low threshold (Kimachi 2003), fewer divisions, tissue homing")
+    temra: SubsetTraits = section(_traits(0.95, 0.6, 0.8, 1.0, 1.0, 1, 0.02), "TEMRA (CCR7-CD45RA+): perforin-rich CD8 and CD4-CTL (Takata 2006; Appay 2002), little proliferative capacity (CD57+, Brenchley 2003), lower TCR/CD3 (assumption)")
+
+
+@dataclass(frozen=True)
+class SubsetMix:
+    """Shares of the differentiation subsets among CD8 and among CD4 T cells (each kind's four shares sum to 1)."""
+    cd8_naive: float = param(0.45, "", 0.0, 1.0, "Naive share of CD8 T cells", "healthy adult blood, approximate (Mahnke 2013; Sallusto 1999)")
+    cd8_cm: float = param(0.10, "", 0.0, 1.0, "Central-memory share of CD8 T cells", "as above")
+    cd8_em: float = param(0.25, "", 0.0, 1.0, "Effector-memory share of CD8 T cells", "as above")
+    cd8_temra: float = param(0.20, "", 0.0, 1.0, "TEMRA share of CD8 T cells", "as above")
+    cd4_naive: float = param(0.45, "", 0.0, 1.0, "Naive share of CD4 T cells", "as above")
+    cd4_cm: float = param(0.35, "", 0.0, 1.0, "Central-memory share of CD4 T cells", "as above")
+    cd4_em: float = param(0.17, "", 0.0, 1.0, "Effector-memory share of CD4 T cells", "as above")
+    cd4_temra: float = param(0.03, "", 0.0, 1.0, "TEMRA share of CD4 T cells", "as above")
+
+    def shares(self, kind: str) -> tuple[float, ...]:
+        return tuple(float(getattr(self, f"{kind}_{subset}")) for subset in T_SUBSETS)
 
 
 @dataclass(frozen=True)
@@ -175,19 +224,24 @@ class BCells:
 
 @dataclass(frozen=True)
 class Markers:
-    """Activation markers of T cells (read-outs only)."""
+    """Activation markers of T cells; CD69 also holds activated T cells in lymphoid tissue."""
     cd69_onset_h: float = param(2.0, "h", 0.0, 1000.0, "CD69 appears this long after a synapse", "assumption: CD69 is an early marker (hours)")
     cd69_persist_h: float = param(96.0, "h", 0.0, 10000.0, "CD69 stays this long after the last synapse", "biology brief s.3: CD69 peaks ~day 2, up to ~day 6")
     cd25_onset_h: float = param(24.0, "h", 0.0, 1000.0, "CD25 appears this long after activation", "biology brief s.3: CD25 peaks ~day 3")
     cd25_persist_h: float = param(120.0, "h", 0.0, 10000.0, "CD25 stays this long after the last synapse", "biology brief s.3: up to ~day 6")
+    cd69_lymphoid_retention: float = param(0.9, "", 0.0, 1.0, "Fall of the rate of routes out of lymphoid tissue for a CD69+ T cell (rate x (1 - this))", "CD69 binds S1P1 and holds activated lymphocytes in lymph nodes (Shiow 2006); assumption for the value")
 
 
 @dataclass(frozen=True)
 class Exhaustion:
-    """PD-1 rising with repeated engagement, PD-L1 on blasts, and activation-induced death."""
-    pd1_half_engagements: float = param(10.0, "synapses", 0.1, 1e5, "Synapses after which a T cell's PD-1 level is 0.5 (PD-1 = n / (n + this))", "assumption: exhaustion needs repeated stimulation (biology brief s.7)")
+    """Exhaustion under continuous engagement (PD-1, TIM-3, LAG-3), rest, PD-L1 on blasts, activation-induced death."""
+    onset_per_day: float = param(0.2, "1/day", 0.0, 100.0, "Rate at which exhaustion X rises towards 1 while a T cell keeps engaging targets (dX/dt = k (1 - X))", "assumption for the value: continuous CD3-bispecific exposure exhausts T cells within 1-2 weeks (Philipp 2022)")
+    recovery_per_day: float = param(0.15, "1/day", 0.0, 100.0, "Rate at which exhaustion falls while a T cell makes no synapse (dX/dt = -k X)", "assumption for the value: a treatment-free interval of days restores exhausted T cells (Philipp 2022)")
+    kill_loss: float = param(0.7, "", 0.0, 1.0, "Fall of hit success of a fully exhausted T cell (success x (1 - this X))", "assumption: exhausted T cells kill less (Philipp 2022)")
+    proliferation_loss: float = param(1.0, "", 0.0, 1.0, "Fall of the division destiny of a fully exhausted T cell (destiny x (1 - this X))", "assumption: exhausted T cells hardly proliferate (Philipp 2022)")
+    cytokine_loss: float = param(0.8, "", 0.0, 1.0, "Fall of cytokine release of a fully exhausted T cell", "assumption: exhausted T cells release less IL-2, TNF-alpha and IFN-gamma (Philipp 2022)")
     pdl1_blast_level: float = param(0.0, "", 0.0, 1.0, "PD-L1 level of blasts (0 none, 1 high)", "scenario choice: PD-L1 on blasts is a resistance mechanism (biology brief s.7)")
-    max_pd1_inhibition: float = param(0.8, "", 0.0, 1.0, "Largest fall of hit success when PD-1 and PD-L1 are both 1 (success x (1 - this x PD1 x PDL1))", "assumption")
+    max_pd1_inhibition: float = param(0.8, "", 0.0, 1.0, "Largest fall of hit success when PD-1 (= exhaustion X) and PD-L1 are both 1 (success x (1 - this x X x PDL1))", "assumption")
     aicd_per_engagement_per_day: float = param(0.005, "1/day", 0.0, 10.0, "Extra apoptosis rate of an activated T cell per synapse it has made (activation-induced cell death)", "assumption: AICD grows with restimulation")
 
 
@@ -295,10 +349,11 @@ class Compartment:
     drug_exposure: float = param(1.0, "", 0.0, 10.0, "Local drug concentration as a fraction of the plasma concentration", "biology brief s.2: same in blood and marrow by default")
     cells_per_ul: KindValues = section(KindValues, "Initial density of each cell kind (cells/uL of the compartment)")
     speed_um_per_min: KindValues = section(KindValues, "Speed of free cells of each kind (um/min)")
+    t_subsets: SubsetMix = section(SubsetMix, "Differentiation subsets of the T cells placed here at the start")
     nucleated_cells_per_ul: float = param(0.0, "cells/uL", 0.0, 1e7, "All nucleated cells of the compartment, simulated or not (denominator of blast fractions); 0 means only the simulated cells", "marrow: ~1e6/uL for a packed tissue (assumption)")
     b_production: bool = param(False, "", None, None, "Normal B cells are produced here at the rate that balances their lifespan at baseline", "assumption")
     serum_share: float = param(0.0, "", 0.0, 100.0, "How much of this compartment's cytokine release per mL also reaches serum, relative to blood (about its body volume / blood volume); the blood compartment itself always counts fully", "assumption: marrow ~2.5 L vs blood ~5 L gives 0.5; vessel wall 1 (faces the blood); CNS small (blood-brain barrier)")
-    role: str = param("tissue", "", None, None, "'blood' feeds blood read-outs and serum cytokines; 'marrow' the blast fraction; 'vessel_wall' holds T cells adhered to endothelium; 'cns' the neurotoxicity index; 'tissue' anything else", "", choices=("tissue", "blood", "marrow", "vessel_wall", "cns"))
+    role: str = param("tissue", "", None, None, "'blood' feeds blood read-outs and serum cytokines; 'marrow' the blast fraction; 'vessel_wall' holds T cells adhered to endothelium; 'cns' the neurotoxicity index; 'lymphoid' is lymph nodes and spleen (routes into it scale with each T-cell subset's lymphoid_homing; activated CD69+ T cells are held there); 'tissue' anything else", "", choices=("tissue", "blood", "marrow", "vessel_wall", "cns", "lymphoid"))
 
 
 @dataclass(frozen=True)
@@ -332,11 +387,12 @@ class Scenario:
     motility: Motility = section(Motility, "Random walk")
     synapse: Synapse = section(Synapse, "Contacts and synapses")
     lysis: Lysis = section(Lysis, "Granule hits and kills")
-    activation: Activation = section(Activation, "Activation, proliferation and death of T cells")
+    activation: Activation = section(Activation, "Activation, the proliferative programme and death of T cells")
+    t_subsets: TSubsets = section(TSubsets, "T-cell differentiation subsets")
     blasts: Blasts = section(Blasts, "Blast growth")
     b_cells: BCells = section(BCells, "Normal B-cell turnover")
     markers: Markers = section(Markers, "Activation markers")
-    exhaustion: Exhaustion = section(Exhaustion, "Exhaustion and activation-induced death")
+    exhaustion: Exhaustion = section(Exhaustion, "Exhaustion, rest and activation-induced death")
     regulation: Regulation = section(Regulation, "Regulatory T cells")
     cytokines: Cytokines = section(Cytokines, "Cytokines")
     crs: Crs = section(Crs, "CRS grade rule")
@@ -374,10 +430,15 @@ def check_consistency(s: Scenario) -> list[tuple[str, str]]:
             if inf.from_day <= last_day:
                 problems.append((f"{path}.from_day", f"day {inf.from_day} overlaps or precedes the previous period (ends day {last_day}); periods must be in order and not overlap"))
             last_day = max(last_day, inf.to_day)
-    for role in ("blood", "marrow", "vessel_wall", "cns"):
+    for role in ("blood", "marrow", "vessel_wall", "cns", "lymphoid"):
         holders = [name for name, c in s.compartments.items() if c.role == role]
         if len(holders) > 1:
             problems.append((f"compartments.{holders[1]}.role", f"only one compartment may have role '{role}' (also {holders[0]})"))
+    for name, c in s.compartments.items():
+        for kind in T_KINDS:
+            total = sum(c.t_subsets.shares(kind))
+            if abs(total - 1.0) > 1e-6:
+                problems.append((f"compartments.{name}.t_subsets.{kind}_naive", f"the {kind} subset shares add up to {total:g}; they must add up to 1"))
     if s.antigen.cd19_negative_fraction + s.antigen.cd19_low_fraction > 1.0:
         problems.append(("antigen.cd19_low_fraction", "cd19_negative_fraction + cd19_low_fraction exceeds 1"))
     grades = [s.crs.grade1_il6_pg_per_ml, s.crs.grade2_il6_pg_per_ml, s.crs.grade3_il6_pg_per_ml, s.crs.grade4_il6_pg_per_ml]

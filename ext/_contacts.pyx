@@ -396,20 +396,24 @@ cdef struct Scan:
     double area_um2
     double k2d19
     double k2d3
-    int bridges_needed
+    const int8_t* subset
+    const int32_t* needed_by_subset
     uint64_t bridge_key
 
 
 def form_synapses(ContactGrid grid, int32_t[::1] partner, const double[::1] occ19,
                   const double[::1] occ3, double radius_um, double contact_fraction,
-                  double area_um2, double k2d19, double k2d3, int bridges_needed,
-                  uint64_t seed, uint64_t step, int threads=1):
+                  double area_um2, double k2d19, double k2d3, const int8_t[::1] subset,
+                  const int32_t[::1] needed_by_subset, uint64_t seed, uint64_t step,
+                  int threads=1):
     """Pair the binned T cells with touching binned targets; returns the new synapses'
     T rows (in bin order).
 
-    The probability that a contact minute becomes a synapse is P(N >= bridges_needed),
-    N ~ Poisson(B), B the expected number of drug bridges in the contact (docs/model.md).
-    partner is updated in place for both cells of every new synapse.
+    The probability that a contact minute becomes a synapse is P(N >= m), N ~ Poisson(B),
+    B the expected number of drug bridges in the contact (docs/model.md) and
+    m = needed_by_subset[subset[T row]] the bridges the T cell's subset needs. subset must
+    hold a valid code for every binned T cell. partner is updated in place for both cells
+    of every new synapse.
     """
     cdef Scan s
     cdef Py_ssize_t c, b, lo, hi
@@ -424,7 +428,10 @@ def form_synapses(ContactGrid grid, int32_t[::1] partner, const double[::1] occ1
     s.area_um2 = area_um2
     s.k2d19 = k2d19
     s.k2d3 = k2d3
-    s.bridges_needed = bridges_needed
+    if grid.n_t and subset.shape[0] < partner.shape[0]:
+        raise ValueError("subset must have one entry per row")
+    s.subset = &subset[0]
+    s.needed_by_subset = &needed_by_subset[0]
     s.bridge_key = stream_key(seed, step, PURPOSE_BRIDGE)
     for c in range(nx.shape[0]):
         lo, hi = offset[c], offset[c + 1]
@@ -483,8 +490,10 @@ cdef void _scan_bin(const Scan* s, Py_ssize_t b) noexcept nogil:
     cdef Py_ssize_t rel = b - s.offset, by = rel // s.nx, bx = rel - by * s.nx
     cdef Py_ssize_t k, m, ox, oy, x_lo = 0, x_hi = 0, y_lo = 0, y_hi = 0, cx, cy, nb
     cdef Py_ssize_t best
+    cdef int needed
     cdef double best_u, u, dx, dy, half_w = 0.5 * s.width, half_h = 0.5 * s.height
     for k in range(s.t_start[b], s.t_start[b + 1]):
+        needed = s.needed_by_subset[s.subset[s.t[k].row]]
         axis_range(bin_coord(s.t[k].x, s.x_bins_per_um), bx, s.nx, s.wide_x, &x_lo, &x_hi)
         axis_range(bin_coord(s.t[k].y, s.y_bins_per_um), by, s.ny, s.wide_y, &y_lo, &y_hi)
         best = -1
@@ -512,7 +521,7 @@ cdef void _scan_bin(const Scan* s, Py_ssize_t b) noexcept nogil:
                         continue  # cannot beat the current pick, whatever its probability
                     if u < trigger_probability(
                             bridges(s.g[m].receptors, s.t[k].receptors, s.occ19, s.occ3, s.contact_fraction,
-                                    s.area_um2, s.k2d19, s.k2d3), s.bridges_needed):
+                                    s.area_um2, s.k2d19, s.k2d3), needed):
                         best = m
                         best_u = u
         s.choice[k] = <int32_t>best

@@ -109,7 +109,7 @@ def oracle_form_synapses(x, y, kind, comp, alive, ids, cd19, cd3, partner, width
     Every (T cell, target) pair in the same compartment, both alive and free, target with
     CD19, within `radius` under the periodic minimum-image distance is a contact. Its draw
     u = oracle_uniform(seed, T id, step, BRIDGE, target id) makes it a candidate if u < p,
-    p = P(Poisson(B) >= needed). Each T cell picks its smallest (u, target id); each target
+    p = P(Poisson(B) >= needed), `needed` one number for every T cell or one per row. Each T cell picks its smallest (u, target id); each target
     goes to the smallest (u, T id) among the T cells that picked it. `stats`, if given, is
     a dict that receives the numbers of contacts, candidates and picks.
     """
@@ -135,7 +135,7 @@ def oracle_form_synapses(x, y, kind, comp, alive, ids, cd19, cd3, partner, width
             contacts += 1
             p = oracle_trigger(oracle_bridges(float(cd19[g]), float(cd3[t]), float(occ19[c]),
                                               float(occ3[c]), contact_fraction, area_um2,
-                                              k2d19, k2d3), needed)
+                                              k2d19, k2d3), int(np.broadcast_to(needed, len(x))[t]))
             u = oracle_uniform(seed, int(ids[t]), step, int(Purpose.BRIDGE), int(ids[g]))
             if u < p:
                 candidates += 1
@@ -161,36 +161,40 @@ def oracle_form_synapses(x, y, kind, comp, alive, ids, cd19, cd3, partner, width
 def oracle_deliver_hits(cells: dict, step: int, p: dict):
     """One lysis step over a dict of column arrays (modified in place); returns kills.
 
-    For each T cell (row order) in a synapse: bring its granule store up to date (activated
-    cells gain refill per step since max(last update, activation), capped). A regulatory T
+    For each T cell (row order) in a synapse: bring its granule store up to date (armed
+    cells gain refill per step since max(last update, armed_step), capped). A regulatory T
     cell stops there: it holds its synapse but never hits. Any other T cell delivers a hit
     if the synapse is old enough, its hit timer allows and it holds a hit's worth of
     granules; the hit spends the granules, resets the timer and lands when
     oracle_uniform(seed, T id, step, HIT) < success_by_comp[comp of T] *
-    (1 - max_pd1 * PD1 * PD-L1 of the target), PD1 = n / (n + pd1_half) for n synapses
-    made. A landed hit on a target whose previous hit is max_gap or more steps old restarts
-    its count first; the hits_to_kill-th hit kills it and frees both cells. A synapse that
-    has lasted max_synapse steps without a kill dissolves.
+    (1 - kill_loss X) (1 - max_pd1 X PD-L1 of the target), X the T cell's exhaustion. A
+    landed hit on a target whose previous hit is max_gap or more steps old restarts its
+    count first; the hits_to_kill-th hit kills it and frees both cells. A synapse that has
+    lasted max_synapse steps without a kill dissolves, and so does that of a non-regulatory
+    T cell that is not armed (armed_step < 0 or > step) once it has lasted unarmed_synapse.
 
-    Columns regulatory, comp, engagements, pdl1, ids and parameters success_by_comp,
-    pd1_half, max_pd1, seed default to the neutral values (every hit lands).
+    Columns regulatory, comp, exhaustion, pdl1, ids and parameters success_by_comp,
+    kill_loss, max_pd1, unarmed_synapse, seed default to the neutral values (every hit
+    lands, no early release).
     """
     f32 = np.float32
     n = len(cells["partner"])
     regulatory = cells.get("regulatory", np.zeros(n, np.uint8))
     comp = cells.get("comp", np.zeros(n, np.int8))
-    engagements = cells.get("engagements", np.zeros(n, np.int16))
+    exhaustion = cells.get("exhaustion", np.zeros(n, np.float32))
     pdl1 = cells.get("pdl1", np.zeros(n, np.float32))
     ids = cells.get("ids", np.arange(n, dtype=np.int64))
     success_by_comp = p.get("success_by_comp", [1.0] * (int(np.max(comp, initial=0)) + 1))
-    pd1_half, max_pd1, seed = p.get("pd1_half", 10.0), p.get("max_pd1", 0.0), p.get("seed", 1)
+    kill_loss, max_pd1, seed = p.get("kill_loss", 0.0), p.get("max_pd1", 0.0), p.get("seed", 1)
+    unarmed_synapse = p.get("unarmed_synapse", 10**9)
     killers, victims = [], []
     for i in range(n):
         j = int(cells["partner"][i])
         if j < 0 or cells["kind"][i] not in T_KINDS:
             continue
-        if cells["activated_step"][i] >= 0:
-            since = step - max(int(cells["granule_step"][i]), int(cells["activated_step"][i]))
+        armed_step = int(cells["armed_step"][i])
+        if armed_step >= 0:
+            since = step - max(int(cells["granule_step"][i]), armed_step)
             if since > 0:
                 grown = f32(cells["granules"][i]) + f32(p["refill"]) * f32(since)
                 cells["granules"][i] = min(f32(p["capacity"]), grown)
@@ -202,9 +206,9 @@ def oracle_deliver_hits(cells: dict, step: int, p: dict):
         if ready:
             cells["granules"][i] = f32(cells["granules"][i]) - f32(p["units"])
             cells["next_hit_step"][i] = step + p["interval"]
-            e = float(engagements[i])
-            pd1 = e / (e + pd1_half)
-            success = float(success_by_comp[int(comp[i])]) * (1.0 - max_pd1 * pd1 * float(pdl1[j]))
+            x = float(exhaustion[i])
+            success = (float(success_by_comp[int(comp[i])]) * (1.0 - kill_loss * x)
+                       * (1.0 - max_pd1 * x * float(pdl1[j])))
             lands = oracle_uniform(seed, int(ids[i]), step, int(Purpose.HIT)) < success
             if lands:
                 gap = step - cells["last_hit_step"][j]
@@ -219,7 +223,9 @@ def oracle_deliver_hits(cells: dict, step: int, p: dict):
                     killers.append(i)
                     victims.append(j)
                     continue
-        if step - cells["synapse_step"][i] >= p["max_synapse"]:
+        lasted = step - cells["synapse_step"][i]
+        unarmed = not regulatory[i] and (armed_step < 0 or armed_step > step)
+        if lasted >= p["max_synapse"] or (unarmed and lasted >= unarmed_synapse):
             cells["partner"][i] = cells["partner"][j] = -1
     return np.array(killers, dtype=np.int64), np.array(victims, dtype=np.int64)
 

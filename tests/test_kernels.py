@@ -338,17 +338,23 @@ def build(p, pairs=1, threads=1, sizing="counted", radius=RADIUS, nx=None, ny=No
 
 def kernel_synapses(p, occ19, occ3, pairs=1, threads=1, needed=1, seed=1, step=1,
                     contact_fraction=0.2, radius=RADIUS, sizing="counted", grid=None):
+    """The kernel's pairing; `needed` is one threshold for all, or one per subset (then
+    p["subset"] gives each row's subset)."""
     grid, _ = build(p, pairs, threads, sizing, radius, grid=grid)
     partner = p["partner"].copy()
+    subset = p.get("subset", np.zeros(len(partner), np.int8))
+    by_subset = np.broadcast_to(np.asarray(needed, np.int32), (4,)).copy()
     t_rows = _contacts.form_synapses(grid, partner, np.asarray(occ19, float),
                                      np.asarray(occ3, float), radius, contact_fraction, AREA,
-                                     K2D19, K2D3, needed, seed, step, threads)
+                                     K2D19, K2D3, subset, by_subset, seed, step, threads)
     return partner, np.sort(t_rows)
 
 
 def oracle_synapses(p, occ19, occ3, needed=1, seed=1, step=1, contact_fraction=0.2, radius=RADIUS,
                     pairs=None):
     side = None if pairs is None else np.where(pairs_of(pairs, len(p["width"])) > 0, 0, NO_PAIRING)
+    if np.ndim(needed):  # one threshold per subset: per row through p["subset"]
+        needed = np.asarray(needed)[p["subset"]]
     return oracle_form_synapses(p["x"], p["y"], p["kind"], p["comp"], p["alive"], p["ids"],
                                 p["cd19"], p["cd3"], p["partner"], p["width"], p["height"],
                                 occ19, occ3, radius, contact_fraction, AREA, K2D19, K2D3,
@@ -380,6 +386,25 @@ CONTACT_CASES = {
     "drug_in_one_comp_only": (300, [100.0, 100.0], [100.0, 100.0], [0.0, 0.05], [0.0, 1e-3], 1),
     "crowded_1x1_and_2x2": (200, [19.0, 21.0], [19.0, 21.0], [0.05, 0.05], [1e-3, 1e-3], 1),
 }
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_form_synapses_with_a_threshold_per_subset_equals_the_oracle(threads):
+    # each T cell needs the bridges of its subset: 1, 3, 6 or 12
+    needed = np.array([12, 6, 3, 1], np.int32)
+    made_by_subset = np.zeros(4, int)
+    for rep in range(4):
+        r = np.random.default_rng([rep, 77])
+        p = random_population(r, 500, [150.0, 60.0], [150.0, 60.0])
+        p["subset"] = r.integers(0, 4, 500).astype(np.int8)
+        seed, step = int(r.integers(0, 2**63)), int(r.integers(0, 10**6))
+        occ19, occ3 = [2e-3, 5e-3], [1e-5, 0.0]
+        want_partner, want_t = oracle_synapses(p, occ19, occ3, needed, seed, step)
+        got_partner, got_t = kernel_synapses(p, occ19, occ3, 1, threads, needed, seed, step)
+        assert np.array_equal(got_t, want_t) and np.array_equal(got_partner, want_partner)
+        made_by_subset += np.bincount(p["subset"][want_t], minlength=4)
+    # the rule is exercised: every subset pairs, the lowest threshold most
+    assert np.all(made_by_subset > 0) and made_by_subset[3] > made_by_subset[0]
 
 
 @pytest.mark.parametrize("pattern", PAIR_PATTERNS)
@@ -739,7 +764,8 @@ def test_two_by_two_scan_reaches_across_either_bin_edge(offset, dx):
         grid, _ = build(p, radius=radius, nx=[n], ny=[n])
         partner = p["partner"].copy()
         _contacts.form_synapses(grid, partner, np.array([0.5]), np.array([0.5]), radius, 0.2,
-                                AREA, K2D19, K2D3, 1, 1, 1, 1)
+                                AREA, K2D19, K2D3, np.zeros(2, np.int8), np.ones(4, np.int32),
+                                1, 1, 1)
         assert partner.tolist() == [1, 0], (b, offset, dx)
 
 
@@ -793,10 +819,10 @@ def test_build_grid_is_a_counting_sort_of_both_sides(pairs, threads):
 # =========================================================================== lysis
 
 PARAMS = dict(delay=5, interval=8, hits_to_kill=3, max_gap=50, units=10.0, capacity=100.0,
-              refill=0.5, max_synapse=60)
+              refill=0.5, max_synapse=60, unarmed_synapse=10**6)
 
 
-def synapse_cells(n_pairs=1, granules=100.0, synapse_step=10, activated_step=-1,
+def synapse_cells(n_pairs=1, granules=100.0, synapse_step=10, armed_step=-1,
                   granule_step=0, kind_t=0, kind_g=3):
     """Rows 0..n-1 T cells bound to rows n..2n-1 targets."""
     n = 2 * n_pairs
@@ -805,7 +831,7 @@ def synapse_cells(n_pairs=1, granules=100.0, synapse_step=10, activated_step=-1,
     return dict(partner=partner, kind=kind, alive=np.ones(n, np.uint8),
                 granules=np.array([granules] * n_pairs + [0.0] * n_pairs, np.float32),
                 granule_step=np.full(n, granule_step, np.int32),
-                activated_step=np.full(n, activated_step, np.int32),
+                armed_step=np.full(n, armed_step, np.int32),
                 synapse_step=np.full(n, synapse_step, np.int32),
                 next_hit_step=np.zeros(n, np.int32), hits=np.zeros(n, np.int16),
                 last_hit_step=np.full(n, -1, np.int32), kills=np.zeros(n, np.int32))
@@ -815,26 +841,28 @@ LYSIS_PARAMETERS = list(inspect.signature(_lysis.deliver_hits).parameters)
 
 
 def hit(cells, step, **overrides):
-    """One deliver_hits step. Columns regulatory, comp, engagements, pdl1 and ids, and
-    parameters success_by_comp, pd1_half, max_pd1 and seed, default to neutral values
-    (no Tregs, one compartment with success 1, no PD-1 inhibition: every hit lands)."""
+    """One deliver_hits step. Columns regulatory, comp, exhaustion, pdl1 and ids, and
+    parameters success_by_comp, kill_loss, max_pd1, unarmed_synapse and seed, default to
+    neutral values (no Tregs, one compartment with success 1, no exhaustion: every hit
+    lands; no early release of unarmed T cells)."""
     p = dict(PARAMS, **overrides)
     n = len(cells["partner"])
     neutral = dict(regulatory=np.zeros(n, np.uint8), comp=np.zeros(n, np.int8),
-                   engagements=np.zeros(n, np.int16), pdl1=np.zeros(n, np.float32),
+                   exhaustion=np.zeros(n, np.float32), pdl1=np.zeros(n, np.float32),
                    ids=np.arange(n, dtype=np.int64))
     extra = {name: cells.get(name, value) for name, value in neutral.items()}
     args = dict(partner=cells["partner"], kind=cells["kind"], alive=cells["alive"],
                 granules=cells["granules"], granule_step=cells["granule_step"],
-                activated_step=cells["activated_step"], synapse_step=cells["synapse_step"],
+                armed_step=cells["armed_step"], synapse_step=cells["synapse_step"],
                 next_hit_step=cells["next_hit_step"], hits=cells["hits"],
                 last_hit_step=cells["last_hit_step"], kills=cells["kills"], step=step,
                 first_hit_delay_steps=p["delay"], hit_interval_steps=p["interval"],
                 hits_to_kill=p["hits_to_kill"], max_hit_gap_steps=p["max_gap"],
                 units_per_hit=p["units"], capacity_units=p["capacity"],
                 refill_units_per_step=p["refill"], max_synapse_steps=p["max_synapse"],
+                unarmed_synapse_steps=p["unarmed_synapse"],
                 hit_success_by_comp=np.asarray(p.get("success_by_comp", [1.0]), dtype=np.float64),
-                pd1_half_engagements=p.get("pd1_half", 10.0),
+                exhaustion_kill_loss=p.get("kill_loss", 0.0),
                 max_pd1_inhibition=p.get("max_pd1", 0.0), seed=p.get("seed", 1),
                 threads=p.get("threads", 1), **extra)
     missing = set(LYSIS_PARAMETERS) - set(args)
@@ -918,10 +946,10 @@ def test_store_runs_dry_after_the_last_full_hit():
     assert events == {5: (1, 15.0), 13: (2, 5.0)} and kills == []
 
 
-def test_lazy_refill_after_activation():
-    # activated at step 100, last update at 50, empty store, 0.5 units/step:
+def test_lazy_refill_after_arming():
+    # armed at step 100, last update at 50, empty store, 0.5 units/step:
     # at step 120 it holds 0.5 * (120 - 100) = 10 units -> one hit -> 0
-    c = synapse_cells(granules=0.0, synapse_step=100, activated_step=100, granule_step=50)
+    c = synapse_cells(granules=0.0, synapse_step=100, armed_step=100, granule_step=50)
     hit(c, 120)
     assert c["hits"][1] == 1 and c["granules"][0] == 0.0 and c["granule_step"][0] == 120
     # updated at 120: at step 127 it gained 3.5 only (no double counting), no hit possible
@@ -932,20 +960,20 @@ def test_lazy_refill_after_activation():
     assert c["hits"][1] == 2 and c["granules"][0] == np.float32(0.5)
 
 
-def test_refill_counts_from_the_later_of_update_and_activation():
-    c = synapse_cells(granules=0.0, synapse_step=0, activated_step=30, granule_step=80)
+def test_refill_counts_from_the_later_of_update_and_arming():
+    c = synapse_cells(granules=0.0, synapse_step=0, armed_step=30, granule_step=80)
     hit(c, 95, delay=1000)  # no hit: only the store update is checked
     assert c["granules"][0] == np.float32(0.5 * 15)
 
 
 def test_refill_is_capped_at_capacity():
-    c = synapse_cells(granules=95.0, synapse_step=0, activated_step=0, granule_step=0)
+    c = synapse_cells(granules=95.0, synapse_step=0, armed_step=0, granule_step=0)
     hit(c, 80)  # +40 -> capped at 100, then a hit -> 90
     assert c["granules"][0] == 90.0 and c["hits"][1] == 1
 
 
-def test_no_refill_if_never_activated():
-    c = synapse_cells(granules=5.0, synapse_step=0, activated_step=-1, granule_step=0)
+def test_no_refill_before_arming():
+    c = synapse_cells(granules=5.0, synapse_step=0, armed_step=-1, granule_step=0)
     for s in range(0, 50):
         hit(c, s)
     assert c["granules"][0] == np.float32(5.0) and c["hits"][1] == 0
@@ -1002,7 +1030,7 @@ def many_pairs(n_pairs, **columns):
     c = synapse_cells(n_pairs=n_pairs, synapse_step=0)
     n = 2 * n_pairs
     c.update(ids=np.arange(1000, 1000 + n, dtype=np.int64), regulatory=np.zeros(n, np.uint8),
-             comp=np.zeros(n, np.int8), engagements=np.zeros(n, np.int16),
+             comp=np.zeros(n, np.int8), exhaustion=np.zeros(n, np.float32),
              pdl1=np.zeros(n, np.float32))
     c.update(columns)
     return c
@@ -1045,35 +1073,53 @@ def test_success_is_read_from_the_t_cells_compartment():
     assert np.array_equal(landed[t_comp == 2], u[t_comp == 2] < 0.5)
 
 
-@pytest.mark.parametrize("engagements,pdl1,expected", [
-    (10, 1.0, 0.6),     # PD1 = 10 / (10 + 10) = 0.5: 1 - 0.8 * 0.5 * 1 = 0.6
-    (30, 0.5, 0.7),     # PD1 = 0.75: 1 - 0.8 * 0.75 * 0.5 = 0.7
-    (0, 1.0, 1.0),      # no engagements, no PD-1
-    (10, 0.0, 1.0),     # no PD-L1 on the target
-    (90, 1.0, 0.28),    # PD1 = 0.9: 1 - 0.72
+@pytest.mark.parametrize("exhaustion,pdl1,expected", [
+    (0.5, 1.0, 0.48),   # (1 - 0.4 * 0.5) * (1 - 0.8 * 0.5 * 1) = 0.8 * 0.6
+    (0.75, 0.5, 0.49),  # (1 - 0.3) * (1 - 0.8 * 0.75 * 0.5) = 0.7 * 0.7
+    (0.0, 1.0, 1.0),    # not exhausted: no PD-1
+    (0.5, 0.0, 0.8),    # no PD-L1 on the target: exhaustion alone
+    (1.0, 1.0, 0.12),   # (1 - 0.4) * (1 - 0.8)
 ])
-def test_pd1_pdl1_lowers_the_hit_success_by_hand(engagements, pdl1, expected):
+def test_exhaustion_and_pdl1_lower_the_hit_success_by_hand(exhaustion, pdl1, expected):
     n_pairs, seed = 500, 99
-    c = many_pairs(n_pairs, engagements=np.full(2 * n_pairs, engagements, np.int16),
+    c = many_pairs(n_pairs, exhaustion=np.full(2 * n_pairs, exhaustion, np.float32),
                    pdl1=np.full(2 * n_pairs, pdl1, np.float32))
-    c["engagements"][n_pairs:] = 0   # the target's own column must not count...
+    c["exhaustion"][n_pairs:] = 0.0  # the target's own column must not count...
     c["pdl1"][:n_pairs] = 0.0        # ...nor the T cell's PD-L1
-    hit(c, 5, success_by_comp=[1.0], pd1_half=10.0, max_pd1=0.8, seed=seed)
+    hit(c, 5, success_by_comp=[1.0], kill_loss=0.4, max_pd1=0.8, seed=seed)
     u = np.array([oracle_uniform(seed, int(i), 5, Purpose.HIT) for i in c["ids"][:n_pairs]])
     landed = c["hits"][n_pairs:].astype(bool)
-    margin = np.abs(u - expected) > 1e-12   # away from the boundary
+    margin = np.abs(u - expected) > 1e-6   # away from the boundary (float32 exhaustion)
     assert np.array_equal(landed[margin], (u < expected)[margin])
     # the same success with the compartment factor: 0.5 x expected
-    c = many_pairs(n_pairs, engagements=np.full(2 * n_pairs, engagements, np.int16),
+    c = many_pairs(n_pairs, exhaustion=np.full(2 * n_pairs, exhaustion, np.float32),
                    pdl1=np.full(2 * n_pairs, pdl1, np.float32))
-    hit(c, 5, success_by_comp=[0.5], pd1_half=10.0, max_pd1=0.8, seed=seed)
+    hit(c, 5, success_by_comp=[0.5], kill_loss=0.4, max_pd1=0.8, seed=seed)
     landed = c["hits"][n_pairs:].astype(bool)
-    margin = np.abs(u - 0.5 * expected) > 1e-12
+    margin = np.abs(u - 0.5 * expected) > 1e-6
     assert np.array_equal(landed[margin], (u < 0.5 * expected)[margin])
 
 
+def test_an_unarmed_t_cell_leaves_its_target_after_the_unarmed_duration():
+    # arms at step 20: before that it holds its target only `unarmed_synapse` steps
+    c = synapse_cells(granules=0.0, synapse_step=0, armed_step=20)
+    hit(c, 2, unarmed_synapse=3)
+    assert c["partner"].tolist() == [1, 0]
+    hit(c, 3, unarmed_synapse=3)
+    assert c["partner"].tolist() == [-1, -1]
+    # armed (armed_step <= step): the long rule applies
+    c = synapse_cells(granules=0.0, synapse_step=20, armed_step=20)
+    hit(c, 23, unarmed_synapse=3, delay=1000)
+    assert c["partner"].tolist() == [1, 0]
+    # never armed and regulatory: Tregs hold their synapses the long time
+    c = synapse_cells(granules=0.0, synapse_step=0, armed_step=-1)
+    c["regulatory"] = np.array([1, 0], np.uint8)
+    hit(c, 30, unarmed_synapse=3)
+    assert c["partner"].tolist() == [1, 0]
+
+
 def test_regulatory_t_cells_hold_synapses_but_never_hit():
-    c = synapse_cells(synapse_step=0, kind_t=1, activated_step=0, granules=50.0)
+    c = synapse_cells(synapse_step=0, kind_t=1, armed_step=0, granules=50.0)
     c["regulatory"] = np.array([1, 0], np.uint8)
     for s in range(0, 60):
         hit(c, s)
@@ -1089,7 +1135,7 @@ def test_regulatory_t_cells_hold_synapses_but_never_hit():
 def test_a_failed_hit_does_not_refresh_the_targets_damage_clock():
     """Only landed hits count for the gap rule: with success 0.5 and hits tried every 8
     steps, the count restarts whenever 30+ steps pass between LANDED hits."""
-    c = many_pairs(1, activated_step=np.zeros(2, np.int32))   # refills: never runs dry
+    c = many_pairs(1, armed_step=np.zeros(2, np.int32))   # refills: never runs dry
     tried, landed, counts = [], [], []
     for s in range(0, 400):
         hit(c, s, success_by_comp=[0.5], seed=1, interval=8, max_gap=30, hits_to_kill=100,
@@ -1123,10 +1169,10 @@ def test_deliver_hits_equals_oracle_on_random_synapses(seed, threads):
     k = min(len(t), len(g)) * 3 // 4
     partner = np.full(n, -1, np.int32)
     partner[t[:k]], partner[g[:k]] = g[:k], t[:k]
-    activated = np.where(r.random(n) < 0.5, r.integers(0, 50, n), -1).astype(np.int32)
+    armed = np.where(r.random(n) < 0.5, r.integers(0, 120, n), -1).astype(np.int32)
     cells = dict(partner=partner, kind=kind, alive=np.ones(n, np.uint8),
                  granules=np.where(kind <= 1, r.choice([0.0, 7.5, 30.0, 100.0], n), 0).astype(np.float32),
-                 granule_step=r.integers(0, 50, n).astype(np.int32), activated_step=activated,
+                 granule_step=r.integers(0, 50, n).astype(np.int32), armed_step=armed,
                  synapse_step=r.integers(0, 60, n).astype(np.int32),
                  next_hit_step=r.integers(0, 70, n).astype(np.int32),
                  hits=r.integers(0, 3, n).astype(np.int16),
@@ -1134,14 +1180,15 @@ def test_deliver_hits_equals_oracle_on_random_synapses(seed, threads):
                  kills=r.integers(0, 3, n).astype(np.int32),
                  regulatory=((kind == 1) & (r.random(n) < 0.3)).astype(np.uint8),
                  comp=r.integers(0, 3, n).astype(np.int8),
-                 engagements=r.integers(0, 40, n).astype(np.int16),
+                 exhaustion=r.choice([0.0, 0.3, 1.0], n).astype(np.float32),
                  pdl1=np.where(kind == 3, r.choice([0.0, 0.5, 1.0], n), 0.0).astype(np.float32),
                  ids=np.sort(r.choice(10 * n, n, replace=False)).astype(np.int64))
     p = dict(delay=int(r.integers(0, 6)), interval=int(r.integers(1, 10)), hits_to_kill=3,
              max_gap=int(r.integers(5, 30)), units=10.0, capacity=100.0,
              refill=float(r.choice([0.0, 0.3, 0.6667])), max_synapse=int(r.integers(20, 60)),
              success_by_comp=[1.0, float(r.uniform(0.3, 0.9)), 0.0] if seed % 2 else [1.0, 1.0, 1.0],
-             pd1_half=float(r.uniform(1.0, 20.0)), max_pd1=float(r.choice([0.0, 0.8, 1.0])),
+             kill_loss=float(r.choice([0.0, 0.7])), max_pd1=float(r.choice([0.0, 0.8, 1.0])),
+             unarmed_synapse=int(r.integers(2, 20)),
              seed=int(r.integers(0, 2**63)), threads=threads)
     mine = {name: a.copy() for name, a in cells.items()}
     total = 0

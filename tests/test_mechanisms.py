@@ -323,23 +323,30 @@ def test_divide_places_daughters_five_um_away_and_copies_inherited_columns():
     assert pop.clone[4] == CLONE_CODE["cd19_low"] and pop.pdl1[4] == np.float32(0.75)
 
 
+ONE_COMPARTMENT = {"well": Compartment()}
+
+
 def test_seed_cells_places_cells_inside_and_draws_receptors():
-    s = Scenario()
+    s = Scenario(compartments=ONE_COMPARTMENT)
     pop = Population()
     t = seed_cells(pop, s, "cd8", 0, 500, 300.0, 200.0, seed=3, step=0)
     b = seed_cells(pop, s, "blast", 0, 500, 300.0, 200.0, seed=3, step=0)
     assert np.all((pop.x >= 0) & (pop.x < 300.0) & (pop.y >= 0) & (pop.y < 200.0))
     assert np.all(pop.cd3[t] > 0) and np.all(pop.cd19[t] == 0)
     assert np.all(pop.cd19[b] > 0) and np.all(pop.cd3[b] == 0)
-    assert np.all(pop.granules[t] == 100.0) and np.all(pop.granules[b] == 0.0)
+    # perforin-positive T cells start armed with a full store, the others empty
+    armed = pop.granules[t] == 100.0
+    assert np.all(armed | (pop.granules[t] == 0.0)) and np.all(pop.granules[b] == 0.0)
+    assert np.array_equal(pop.armed_step[t] == 0, armed) and np.all(pop.armed_step[t][~armed] == NEVER)
     assert np.median(pop.cd19[b]) == pytest.approx(22000, rel=0.1)
-    assert pop.cd3[t].mean() == pytest.approx(30000, rel=0.05)
+    # mean CD3: 30,000 x (0.8 for TEMRA, 20% of CD8 by default; 1 otherwise) = 28,800
+    assert pop.cd3[t].mean() == pytest.approx(30000 * (1 - 0.2 * 0.2), rel=0.05)
     # x is keyed by the cell id: x = width * U(seed, id, step, INIT_X)
     assert pop.x[7] == pytest.approx(300.0 * oracle_uniform(3, 7, 0, int(Purpose.INIT_X)), rel=1e-15)
 
 
 def test_seed_cells_flags_regulatory_cd4_cells_by_their_keyed_draw():
-    s = Scenario(regulation=Regulation(treg_fraction_of_cd4=0.25))
+    s = Scenario(regulation=Regulation(treg_fraction_of_cd4=0.25), compartments=ONE_COMPARTMENT)
     pop = Population()
     cd8 = seed_cells(pop, s, "cd8", 0, 2000, 100.0, 100.0, seed=4, step=3)
     cd4 = seed_cells(pop, s, "cd4", 0, 4000, 100.0, 100.0, seed=4, step=3)
@@ -352,7 +359,7 @@ def test_seed_cells_flags_regulatory_cd4_cells_by_their_keyed_draw():
     assert np.all(pop.clone[cd4] == 0) and np.all(pop.pdl1[cd4] == 0.0)
     # default: 4.8% of CD4 cells
     pop = Population()
-    rows = seed_cells(pop, Scenario(), "cd4", 0, 20000, 100.0, 100.0, seed=1, step=0)
+    rows = seed_cells(pop, Scenario(compartments=ONE_COMPARTMENT), "cd4", 0, 20000, 100.0, 100.0, seed=1, step=0)
     assert pop.regulatory[rows].mean() == pytest.approx(0.048, abs=0.005)
 
 
@@ -629,16 +636,3 @@ def test_migration_moves_a_cell_at_most_once_per_interval():
     assert np.all((m.pop.x >= 0) & (m.pop.x < 100.0))
 
 
-def test_activated_t_cells_wait_for_the_lag_before_dividing():
-    act = Activation(proliferation_per_day=20.0, proliferation_lag_h=1.0, stimulation_memory_h=100.0,
-                     activated_death_per_day=0.0)
-    m = BlinaModel(tiny(blast=0.0, activation=act, duration_h=3.0))
-    m.pop.activated_step[:50] = 0
-    m.pop.engaged_step[:50] = 0
-    run(m, 50)
-    assert m.pop.count_by(1)[0, 0] == 100   # before 60 min no division
-    run(m, 70)
-    n = m.pop.count_by(1)[0, 0]
-    # 50 activated cells at 20/day for 1 h: 50 * (e^(20/24) - 1) ~ 65 more (some granddaughters)
-    assert 120 < n < 200
-    assert np.all(m.pop.activated_step[100:] == 0)        # daughters inherit activation

@@ -59,11 +59,13 @@ def add(model, n, kind, where=0, **columns) -> np.ndarray:
 
 
 def engage(model, t_rows, target_rows, step=0) -> None:
-    """Put T cells in synapse with targets (activated and engaged at `step`)."""
+    """Put T cells in synapse with targets (activated and engaged at `step`; armed then
+    unless armed already)."""
     pop = model.pop
     pop.partner[t_rows] = target_rows
     pop.partner[target_rows] = t_rows
     pop.activated_step[t_rows] = step
+    pop.armed_step[t_rows] = np.where(pop.armed_step[t_rows] == -1, step, pop.armed_step[t_rows])
     pop.engaged_step[t_rows] = step
     pop.synapse_step[t_rows] = step
 
@@ -236,7 +238,7 @@ def test_without_a_blood_compartment_there_is_no_serum_pool():
 
 def test_activity_decay_lowers_release():
     m = BlinaModel(scenario({"blood": comp("blood")}, cytokines=Cytokines(activity_decay_h=1.0)))
-    add(m, 1, CD8, activated_step=0, engaged_step=0)   # free, last synapse at step 0
+    add(m, 1, CD8, activated_step=0, engaged_step=0, armed_step=0)   # free, last synapse at step 0
     c = CytokineRelease(m, 10)
     set_time(m, 120)                                   # 2 h later: activity e^-2
     c.step(m)
@@ -732,65 +734,6 @@ def test_pk_state_round_trip():
 
 
 # =========================================================================== T cells
-
-def test_aicd_grows_with_engagements_and_division_is_scaled_by_suppression():
-    act = Activation(proliferation_per_day=20.0, proliferation_lag_h=1.0, stimulation_memory_h=12.0,
-                     activated_death_per_day=0.06)
-    s = scenario(activation=act, exhaustion=Exhaustion(aicd_per_engagement_per_day=2.0))
-    m = BlinaModel(s)
-    n = 1200
-    engagements = np.arange(n) % 6
-    rows = add(m, n, CD8, activated_step=0, engaged_step=590, engagements=engagements,
-               cd3=np.arange(1, n + 1, dtype=float))
-    m.suppression[:] = 0.5
-    process = ActivatedTCellDynamics(m, 60)          # one-hour interval
-    set_time(m, 600)
-    process.step(m)
-    ids = m.pop.id[rows]
-    p_die = 1 - np.exp(-(0.06 + 2.0 * engagements) / 24.0)
-    assert p_die[3] == pytest.approx(1 - math.exp(-6.06 / 24), rel=1e-14)   # 0.2232
-    died = rng.uniforms(m.seed, ids, 600, Purpose.DIE) < p_die
-    assert np.array_equal(m.pop.alive[rows] == 0, died)
-    # death grows with the engagements made
-    rates = np.array([died[engagements == e].mean() for e in range(6)])
-    np.testing.assert_allclose(rates, p_die[:6], atol=0.1)       # 200 cells per group
-    assert rates[0] < 0.02 and rates[5] > rates[2] + 0.1 > rates[0] + 0.2
-    # survivors divide with p = 1 - exp(-20/24 x (1 - 0.5))
-    p_div = 1 - math.exp(-20.0 / 24 * 0.5)
-    divides = ~died & (rng.uniforms(m.seed, ids, 600, Purpose.PROLIFERATE) < p_div)
-    daughters = np.arange(n, m.pop.n)
-    assert len(daughters) == divides.sum() > 0
-    assert np.array_equal(m.pop.cd3[daughters], m.pop.cd3[rows[divides]])   # mothers in order
-    assert np.all(m.pop.engagements[daughters] == engagements[divides])
-
-
-def test_division_needs_the_lag_recent_stimulation_and_no_full_suppression():
-    act = Activation(proliferation_per_day=1e5, proliferation_lag_h=1.0, stimulation_memory_h=2.0,
-                     activated_death_per_day=0.0)   # p = 1 for any stimulated, unsuppressed cell
-    m = BlinaModel(scenario({"a": comp(), "b": comp()}, activation=act,
-                            exhaustion=Exhaustion(aicd_per_engagement_per_day=0.0)))
-    set_time(m, 600)
-    ok = add(m, 5, CD8, 0, activated_step=0, engaged_step=600)
-    lag_exact = add(m, 5, CD4, 0, activated_step=540, engaged_step=600)   # exactly the 1-h lag
-    add(m, 5, CD8, 0, activated_step=541, engaged_step=600)       # 59 min since activation
-    memory_exact = add(m, 5, CD8, 0, activated_step=0, engaged_step=480)   # synapse 2 h ago
-    add(m, 5, CD8, 0, activated_step=0, engaged_step=479)         # 2 h 1 min ago: too old
-    add(m, 5, CD8, 1, activated_step=0, engaged_step=600)         # compartment fully suppressed
-    add(m, 5, CD8, 0)                                              # resting
-    engaged_pairs(m, 5, where=0, step=0)                           # in a synapse
-    m.suppression[:] = [0.0, 1.0]
-    before = m.pop.n
-    ActivatedTCellDynamics(m, 10).step(m)
-    assert m.pop.alive[:before].all()
-    mothers = np.concatenate([ok, lag_exact, memory_exact])
-    daughters = np.arange(before, m.pop.n)
-    assert len(daughters) == len(mothers) == 15
-    # daughters come in mother-row order and inherit kind and activation
-    assert np.array_equal(m.pop.kind[daughters], m.pop.kind[np.sort(mothers)])
-    assert np.array_equal(m.pop.activated_step[daughters], m.pop.activated_step[np.sort(mothers)])
-
-
-# =========================================================================== migration
 
 def test_route_modulation_by_mechanism():
     assert Migration.modulation("constant", 0.3) == 1.0

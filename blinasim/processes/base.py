@@ -39,3 +39,14 @@ def emax(value, ec50: float, hill: float = 1.0):
     """Saturating response value^n / (value^n + ec50^n)."""
     value = np.maximum(value, 0.0) ** hill
     return value / (value + ec50 ** hill)
+
+
+def cd69_positive(model, rows: np.ndarray) -> np.ndarray:
+    """CD69+ T cells among `rows`: from cd69_onset_h after activation until cd69_persist_h
+    after the last synapse (the markers section)."""
+    pop, m = model.pop, model.scenario.markers
+    per_h = 60.0 / model.dt_min
+    activated = pop.activated_step[rows] != NEVER
+    since_activation = model.steps - pop.activated_step[rows]
+    since_engaged = model.steps - pop.engaged_step[rows]
+    return activated & (since_activation >= m.cd69_onset_h * per_h) & (since_engaged <= m.cd69_persist_h * per_h)

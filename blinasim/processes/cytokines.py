@@ -1,7 +1,11 @@
 """Cytokines per compartment: release by active T cells, first-order clearance.
 
 For each cytokine X and compartment c, with A_c the summed activity of effector T cells and
-A'_c that of regulatory T cells (activity 1 while engaged, decaying after):
+A'_c that of regulatory T cells (activity 1 while engaged, decaying after, times
+1 - cytokine_loss x exhaustion). Only armed T cells (those that have acquired effector
+function, the same state that lets them synthesise granules) release the effector
+cytokines IL-6, IL-10, IFN-gamma and TNF-alpha; every activated T cell releases IL-2
+(naive T cells make IL-2 but not effector cytokines on first stimulation, Sallusto 1999):
     dX/dt = (A_c + f_treg A'_c) r (1 - I_dex) / V_c - k X,   k = ln2 / half-life
 solved exactly over each population interval with the release held constant. The blood
 (serum) pool also receives every other compartment's release per mL times its
@@ -14,9 +18,12 @@ import math
 
 import numpy as np
 
+from blinasim.populations import NEVER
 from blinasim.processes.base import t_cell_activity
 
 CYTOKINES = ("il2", "il6", "il10", "ifng", "tnfa")
+EFFECTOR_CYTOKINE = np.array([name != "il2" for name in CYTOKINES])
+"""Cytokines released only by armed T cells (IL-2 by every activated T cell)."""
 PG_PER_FG = 1e-3
 ML_PER_UL = 1e-3
 
@@ -41,11 +48,16 @@ class CytokineRelease:
     def step(self, model) -> None:
         pop, n_comps = model.pop, len(model.geometry.names)
         rows, activity = t_cell_activity(model)
+        activity = activity * (1.0 - model.scenario.exhaustion.cytokine_loss * pop.exhaustion[rows])
+        armed = (pop.armed_step[rows] != NEVER) & (pop.armed_step[rows] <= model.steps)
         regulatory = pop.regulatory[rows].astype(bool)
         comp = pop.comp[rows]
-        effector = np.bincount(comp[~regulatory], weights=activity[~regulatory], minlength=n_comps)
-        treg = np.bincount(comp[regulatory], weights=activity[regulatory], minlength=n_comps)
-        sources = effector[:, None] + treg[:, None] * self.treg_factor[None, :]
+        sources = np.zeros((n_comps, len(CYTOKINES)))
+        for releases, effector_only in ((armed, True), (np.ones(len(rows), bool), False)):
+            conventional = np.bincount(comp[releases & ~regulatory], weights=activity[releases & ~regulatory], minlength=n_comps)
+            treg = np.bincount(comp[releases & regulatory], weights=activity[releases & regulatory], minlength=n_comps)
+            which = EFFECTOR_CYTOKINE == effector_only
+            sources[:, which] = conventional[:, None] + treg[:, None] * self.treg_factor[None, which]
         release = sources * self.release_pg_per_h * (1.0 - model.protocol.dexamethasone_inhibition(model.time_min / 60.0))
         release_per_ml = release / self.volume_ml[:, None]
         if self.serum is not None:

@@ -5,13 +5,20 @@ Each route (edge) moves each free cell of a kind from its source with probabilit
 for 'adhesion' routes and 1 - A for 'detachment' routes (processes/endothelium.py); a
 migrating cell appears at a uniformly random position of the target compartment. Routes
 are taken in scenario order; a cell moves at most once per interval. Regulatory T cells
-follow the CD4 rates.
+follow the CD4 rates. Into a compartment with role 'lymphoid' a T cell's rate is multiplied
+by its subset's `lymphoid_homing` (CCR7/CD62L: naive and central-memory cells recirculate
+through lymph nodes, effector-memory and TEMRA cells hardly enter); out of it, a CD69+ T
+cell's rate is multiplied by 1 - `markers.cd69_lymphoid_retention` (CD69 holds S1P1 inside
+and so keeps activated cells in the node, Shiow 2006).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from blinasim import rng
+from blinasim.cells import subset_traits
+from blinasim.populations import KIND_CODE
+from blinasim.processes.base import cd69_positive
 from blinasim.rng import Purpose
 from blinasim.schema import CELL_KINDS
 
@@ -29,6 +36,9 @@ class Migration:
             rate_by_kind = np.array([edge["rate_per_h"][k] for k in CELL_KINDS])
             self.routes.append((edge["index"], geo.code(route.source), geo.code(route.target),
                                 edge["mechanism"], rate_by_kind))
+        self.lymphoid = geo.role_code("lymphoid")
+        self.homing = subset_traits(model.scenario, "lymphoid_homing")
+        self.retention = model.scenario.markers.cd69_lymphoid_retention
 
     @staticmethod
     def modulation(mechanism: str, adhesion: float) -> float:
@@ -41,10 +51,11 @@ class Migration:
             rows = np.flatnonzero((pop.alive == 1) & (pop.comp == source) & (pop.partner < 0) & ~moved)
             if len(rows) == 0:
                 continue
-            rate = rate_by_kind * self.modulation(mechanism, model.adhesion_stimulus)
-            p_by_kind = -np.expm1(-rate * self.interval_h)
+            rate = rate_by_kind[pop.kind[rows]] * self.modulation(mechanism, model.adhesion_stimulus)
+            if self.lymphoid is not None and self.lymphoid in (source, target):
+                rate = rate * self.t_cell_factor(model, rows, into=target == self.lymphoid)
             ids = pop.id[rows]
-            go = rows[rng.uniforms(model.seed, ids, step, Purpose.MIGRATE, index) < p_by_kind[pop.kind[rows]]]
+            go = rows[rng.uniforms(model.seed, ids, step, Purpose.MIGRATE, index) < -np.expm1(-rate * self.interval_h)]
             if len(go) == 0:
                 continue
             gone_ids = pop.id[go]
@@ -52,3 +63,11 @@ class Migration:
             pop.x[go] = geo.width_um[target] * rng.uniforms(model.seed, gone_ids, step, Purpose.ARRIVE_X)
             pop.y[go] = geo.height_um[target] * rng.uniforms(model.seed, gone_ids, step, Purpose.ARRIVE_Y)
             moved[go] = True
+
+    def t_cell_factor(self, model, rows: np.ndarray, into: bool) -> np.ndarray:
+        """Rate multipliers of a route into (homing) or out of (CD69 retention) lymphoid tissue."""
+        pop = model.pop
+        t_cell = pop.kind[rows] <= KIND_CODE["cd4"]
+        if into:
+            return np.where(t_cell, self.homing[pop.subset[rows]], 1.0)
+        return np.where(t_cell & cd69_positive(model, rows), 1.0 - self.retention, 1.0)

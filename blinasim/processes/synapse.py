@@ -1,15 +1,44 @@
 """Bridged-synapse formation between touching T cells and CD19+ cells.
 
 The contact search and pairing run in ext/_contacts.pyx; this process sizes the grid,
-computes the 2D affinities and marks the T cells that engage as activated.
+computes the 2D affinities and each subset's bridge threshold, and starts the programme of
+T cells that engage: activation (first synapse), arming and the stimulation that sets the
+division destiny (processes/t_cells.py).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from blinasim import _contacts
+from blinasim import _contacts, rng
+from blinasim.cells import subset_traits
 from blinasim.populations import NEVER
+from blinasim.rng import Purpose
 from blinasim.units import kd_2d_per_um2
+
+
+def capture(copies: np.ndarray, area_um2: float, k2d_per_um2: float) -> np.ndarray:
+    """Probability that a drug arm in the contact finds a free receptor: rho / (rho + K2D)."""
+    rho = np.asarray(copies, dtype=float) / area_um2
+    return np.divide(rho, rho + k2d_per_um2, out=np.zeros_like(rho), where=rho > 0.0)
+
+
+def expected_bridges(cd19, cd3, occ19, occ3, contact_fraction: float, area_um2: float,
+                     k2d19: float, k2d3: float) -> np.ndarray:
+    """B = f (N19 theta19 phi3 + N3 theta3 phi19): expected drug bridges in a contact
+    (the kernel's formula, vectorised over pairs)."""
+    return contact_fraction * (np.asarray(cd19) * occ19 * capture(cd3, area_um2, k2d3)
+                               + np.asarray(cd3) * occ3 * capture(cd19, area_um2, k2d19))
+
+
+def bridges_needed(scenario) -> np.ndarray:
+    """Bridges a contact needs to trigger, per subset: round(m x trigger_factor), at least 1."""
+    m = scenario.binding.bridges_to_trigger * subset_traits(scenario, "trigger_factor")
+    return np.maximum(1, np.round(m)).astype(np.int32)
+
+
+def lognormal_factor(z: np.ndarray, sigma: float) -> np.ndarray:
+    """exp(sigma z - sigma^2 / 2): a log-normal factor with mean 1."""
+    return np.exp(sigma * z - 0.5 * sigma * sigma)
 
 
 class SynapseFormation:
@@ -21,6 +50,11 @@ class SynapseFormation:
         self.radius_um = s.synapse.contact_radius_um
         self.k2d19 = kd_2d_per_um2(s.drug.kd_cd19_m, s.binding.confinement_length_nm)
         self.k2d3 = kd_2d_per_um2(s.drug.kd_cd3_m, s.binding.confinement_length_nm)
+        self.needed = bridges_needed(s)
+        steps_per_h = 60.0 / model.dt_min
+        self.arming_steps = np.array([s.lysis.arming_cd8_h, s.lysis.arming_cd4_h]) * steps_per_h
+        self.first_division_steps = (s.activation.proliferation_lag_h * steps_per_h
+                                     * subset_traits(s, "first_division_factor"))
         self.new_synapses = 0
         self.contact_grid = _contacts.ContactGrid()
         self.binned: np.ndarray | None = None  # free cells of the larger side, last step
@@ -56,11 +90,42 @@ class SynapseFormation:
         t_rows = _contacts.form_synapses(
             self.contact_grid, pop.partner, model.occ19, model.occ3, self.radius_um,
             s.binding.contact_area_fraction, s.binding.lymphocyte_area_um2, self.k2d19,
-            self.k2d3, s.binding.bridges_to_trigger, model.seed, model.steps, threads)
-        step = model.steps
+            self.k2d3, pop.subset, self.needed, model.seed, model.steps, threads)
+        self.new_synapses = len(t_rows)
+        if len(t_rows):
+            self.engage(model, t_rows)
+
+    def engage(self, model, t_rows: np.ndarray) -> None:
+        """Book-keeping of new synapses: engagement, activation, arming and stimulation."""
+        pop, step, b = model.pop, model.steps, model.scenario.binding
         pop.synapse_step[t_rows] = step
         pop.engaged_step[t_rows] = step
         pop.engagements[t_rows] += 1
         first = t_rows[pop.activated_step[t_rows] == NEVER]
-        pop.activated_step[first] = step
-        self.new_synapses = len(t_rows)
+        if len(first):
+            self.activate(model, first)
+        programming = t_rows[pop.destiny[t_rows] == NEVER]
+        if len(programming):
+            targets = pop.partner[programming]
+            comp = pop.comp[programming]
+            pop.stimulation[programming] += expected_bridges(
+                pop.cd19[targets], pop.cd3[programming], model.occ19[comp], model.occ3[comp],
+                b.contact_area_fraction, b.lymphocyte_area_um2, self.k2d19, self.k2d3)
+
+    def activate(self, model, rows: np.ndarray) -> None:
+        """A T cell's first synapse since rest: it starts a programme, and one without a
+        granule store starts arming after a log-normal delay (docs/model.md)."""
+        pop, step, s = model.pop, model.steps, model.scenario
+        ids = pop.id[rows]
+        pop.activated_step[rows] = step
+        pop.stimulation[rows] = 0.0
+        pop.destiny[rows] = NEVER
+        pop.generation[rows] = 0
+        first = self.first_division_steps[pop.subset[rows]] * lognormal_factor(
+            rng.normals(model.seed, ids, step, Purpose.DIVISION_TIME), s.activation.division_time_sigma_log)
+        pop.next_division_step[rows] = step + np.maximum(1, np.round(first)).astype(np.int32)
+        unarmed = pop.armed_step[rows] == NEVER
+        if np.any(unarmed):
+            delay = self.arming_steps[pop.kind[rows[unarmed]]] * lognormal_factor(
+                rng.normals(model.seed, ids[unarmed], step, Purpose.ARMING), s.lysis.arming_sigma_log)
+            pop.armed_step[rows[unarmed]] = step + np.round(delay).astype(np.int32)
