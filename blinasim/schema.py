@@ -190,8 +190,8 @@ class TSubsets:
     """T-cell differentiation subsets: granules at rest, activation threshold, proliferative capacity, homing."""
     naive: SubsetTraits = section(_traits(0.02, 0.0, 1.0, 5.0, 1.5, 8, 1.0), "Naive (CCR7+CD45RA+): almost no perforin (Takata 2006; Mahnke 2013), a higher activation threshold (London 2000), the longest lag to the first division and the most divisions (Hawkins 2007), lymph-node homing")
     cm: SubsetTraits = section(_traits(0.15, 0.02, 1.0, 2.0, 1.0, 7, 1.0), "Central memory (CCR7+CD45RA-): little perforin, lymph-node homing, high proliferative capacity (Sallusto 1999; Mahnke 2013)")
-    em: SubsetTraits = section(_traits(0.6, 0.1, 1.0, 1.0, 1.0, 4, 0.05), "Effector memory (CCR7-CD45RA-): perforin in most CD8 cells (Takata 2006), low threshold (Kimachi 2003), fewer divisions, tissue homing")
-    temra: SubsetTraits = section(_traits(0.95, 0.6, 0.8, 1.0, 1.0, 1, 0.02), "TEMRA (CCR7-CD45RA+): perforin-rich CD8 and CD4-CTL (Takata 2006; Appay 2002), little proliferative capacity (CD57+, Brenchley 2003), lower TCR/CD3 (assumption)")
+    em: SubsetTraits = section(_traits(0.6, 0.1, 1.0, 1.0, 1.0, 6, 0.05), "Effector memory (CCR7-CD45RA-): perforin in most CD8 cells (Takata 2006), low threshold (Kimachi 2003), fewer divisions, tissue homing")
+    temra: SubsetTraits = section(_traits(0.95, 0.6, 0.8, 1.0, 1.0, 2, 0.02), "TEMRA (CCR7-CD45RA+): perforin-rich CD8 and CD4-CTL (Takata 2006; Appay 2002), little proliferative capacity (CD57+, Brenchley 2003), lower TCR/CD3 (assumption)")
 
 
 @dataclass(frozen=True)

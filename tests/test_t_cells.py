@@ -173,8 +173,8 @@ def test_destiny_by_hand():
     # destiny 0 ends the programme at once: back to rest
     zero = rows[want == 0]
     assert len(zero) >= n // 4 and np.all(m.pop.activated_step[zero] == NEVER)
-    # suppression halves effector destinies, not Treg ones: EM max 4 -> 2.x; CD4 naive 8
-    assert set(m.pop.destiny[eff_b].tolist()) <= {1, 2} and np.all(m.pop.destiny[treg_b] >= 7)
+    # suppression halves effector destinies, not Treg ones: EM max 6 -> 3 - 1e-4; CD4 naive 8
+    assert set(m.pop.destiny[eff_b].tolist()) <= {2, 3} and np.all(m.pop.destiny[treg_b] >= 7)
 
 
 def test_divisions_follow_the_destiny_without_further_synapses():
@@ -314,3 +314,19 @@ def test_routes_into_lymphoid_tissue_scale_with_homing_and_out_with_cd69():
     assert np.array_equal(m.pop.comp[cd69] == 0, u < 1 - math.exp(-2.0 * 0.1))
     u = rng.uniforms(m.seed, ids_q, 600, Purpose.MIGRATE, 1)
     assert np.array_equal(m.pop.comp[quiet] == 0, u < 1 - math.exp(-2.0))
+
+
+# --------------------------------------------------------------------------- cohort covariate
+
+def test_naive_odds_ratio_covariate_by_hand():
+    from blinasim.cohort.covariates import subset_overrides
+    from blinasim.scenario import load_scenario
+    base = load_scenario("standard_cycle").scenario
+    overrides = dict(o.split("=") for o in subset_overrides(base, 3.0))
+    # blood CD8 naive 0.25: odds 1/3 -> 1, naive' = 0.5; memory 0.10/0.35/0.30 x (0.5/0.75)
+    assert float(overrides["compartments.blood.t_subsets.cd8_naive"]) == pytest.approx(0.5)
+    assert float(overrides["compartments.blood.t_subsets.cd8_em"]) == pytest.approx(0.35 * 0.5 / 0.75)
+    patient = load_scenario("standard_cycle", [f"{k}={v}" for k, v in overrides.items()]).scenario
+    for c in patient.compartments.values():
+        for kind in ("cd8", "cd4"):
+            assert sum(c.t_subsets.shares(kind)) == pytest.approx(1.0, abs=1e-12)

@@ -15,7 +15,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from blinasim.schema import Scenario, param
+from blinasim.schema import T_KINDS, T_SUBSETS, Scenario, param
 
 DRAWS_PER_BLOCK = 64
 MAX_BLOCKS = 1000
@@ -49,6 +49,10 @@ COVARIATES = (
               "Mean CD3 copies on a T cell (receptors.cd3_t_mean)"),
     Covariate("pdl1_blast_level", "", 0.0, 1.0,
               "PD-L1 level of blasts, 0 none to 1 high (exhaustion.pdl1_blast_level)"),
+    Covariate("naive_t_odds_ratio", "", 0.0, 1e3,
+              "Odds of a T cell being naive rather than memory, relative to the base scenario, "
+              "in every compartment and for CD8 and CD4 (e.g. 0.5 after more chemotherapy); "
+              "the memory subsets keep their proportions (compartments.NAME.t_subsets)"),
     Covariate("weight_kg", "kg", 1.0, 300.0,
               "Body weight: chooses flat or per-m2 dosing under the label rule"),
     Covariate("height_cm", "cm", 30.0, 250.0,
@@ -232,12 +236,31 @@ def cell_overrides(base: Scenario, values: Mapping[str, float]) -> list[str]:
                 count = getattr(compartment.cells_per_ul, kind)
                 if count:
                     overrides.append(f"compartments.{name}.cells_per_ul.{kind}={count * factor!r}")
+    if "naive_t_odds_ratio" in values:
+        overrides += subset_overrides(base, values["naive_t_odds_ratio"])
     fields = {"treg_fraction_of_cd4": "regulation.treg_fraction_of_cd4",
               "cd19_negative_fraction": "antigen.cd19_negative_fraction",
               "cd19_blast_copies": "receptors.cd19_blast_median",
               "cd3_t_copies": "receptors.cd3_t_mean",
               "pdl1_blast_level": "exhaustion.pdl1_blast_level"}
     overrides += [f"{path}={values[name]!r}" for name, path in fields.items() if name in values]
+    return overrides
+
+
+def subset_overrides(base: Scenario, odds_ratio: float) -> list[str]:
+    """Subset shares with the naive odds multiplied by `odds_ratio`:
+    naive' = r n / (r n + 1 - n), each memory share m' = m (1 - naive') / (1 - n)."""
+    overrides = []
+    for name, compartment in base.compartments.items():
+        for kind in T_KINDS:
+            shares = compartment.t_subsets.shares(kind)
+            naive = shares[0]
+            if naive in (0.0, 1.0):
+                continue  # no odds to scale
+            new_naive = odds_ratio * naive / (odds_ratio * naive + 1.0 - naive)
+            scaled = [new_naive] + [m * (1.0 - new_naive) / (1.0 - naive) for m in shares[1:]]
+            overrides += [f"compartments.{name}.t_subsets.{kind}_{subset}={value!r}"
+                          for subset, value in zip(T_SUBSETS, scaled)]
     return overrides
 
 
