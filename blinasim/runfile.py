@@ -415,7 +415,14 @@ class RunWriter:
         _validate(attrs, variables, event_tables, buffer_rows, snapshot_columns)
         partial = _partial_of(path)
         partial.unlink(missing_ok=True)
-        f = h5py.File(partial, "w")
+        try:
+            f = h5py.File(partial, "w")
+        except OSError as exc:
+            if partial.exists() and not partial.stat().st_size:
+                partial.unlink(missing_ok=True)
+            if exc.errno in _NO_ROOM:
+                raise WriteFailed(partial, exc, frozen=False) from None
+            raise
         try:
             columns = len(variables) + sum(map(len, event_tables.values())) + len(snapshot_columns or ())
             try:  # the empty file's metadata, and the closing of a run that stops at once
