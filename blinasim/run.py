@@ -497,12 +497,12 @@ def _explain(exc: BaseException, writer: RunWriter, model: BlinaModel, where: Pa
         kept = "from the beginning (it has no checkpoint)"
     failure = writer.failed or (exc if isinstance(exc, WriteFailed) else None)
     if failure is not None:
-        state = ("it was frozen as it was on disk" if failure.frozen
-                 else "partial run kept" + ("" if where == final else f"; {final} was not replaced"))
-        return RunFailed(f"{failure}; the run stopped at {at}; {state} in {where} (complete=0); "
+        state = "it was frozen as it was on disk in" if failure.frozen else "partial run kept in"
+        replaced = f"; {final} was not replaced" if where != final and _stat(final) is not None else ""
+        return RunFailed(f"{failure}; the run stopped at {at}; {state} {where} (complete=0){replaced}; "
                          f"once there is space 'blinasim resume {final}' continues it {kept}", where)
     if isinstance(exc, MemoryError):
-        replaced = "" if where == final else f"; {final} was not replaced"
+        replaced = f"; {final} was not replaced" if where != final and _stat(final) is not None else ""
         return RunFailed(f"out of memory at {at}; partial run kept in {where} (complete=0){replaced}; "
                          f"'blinasim resume {final}' continues it {kept}", where)
     return None
