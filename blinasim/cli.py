@@ -317,12 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     this module was imported ends with one line and exit code 130, never a traceback.
     """
     try:
-        if argv is None:  # the real command line: no traceback for unprintable file names
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.reconfigure(errors="backslashreplace")
-                except (AttributeError, ValueError, OSError):
-                    pass
+        for stream in (sys.stdout, sys.stderr):  # no traceback for file names that cannot be printed
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (AttributeError, ValueError, OSError):
+                pass
         return _main(sys.argv[1:] if argv is None else list(argv))
     except KeyboardInterrupt:  # outside a run's own handling (e.g. while loading)
         return _fail("blinasim: interrupted", 130)

@@ -241,6 +241,15 @@ def _check_hours(hours: float | None, option: str) -> float:
     return float(hours)
 
 
+MAX_THREADS = 512
+"""More kernel threads than this are refused (results never depend on the count)."""
+
+
+def _check_threads(threads: int) -> None:
+    if not 1 <= threads <= MAX_THREADS:
+        raise RunError(f"--threads: expected a whole number from 1 to {MAX_THREADS}, got {threads}")
+
+
 def record_every_steps(model: BlinaModel) -> int:
     return max(1, int(round(model.scenario.output.record_every_min / model.dt_min)))
 
@@ -521,8 +530,7 @@ def run_scenario(loaded: LoadedScenario, out: Path, *, seed: int | None = None, 
     seed = loaded.scenario.seed if seed is None else int(seed)
     checkpoint_h = _check_hours(checkpoint_every_h, "--checkpoint-every")
     snapshot_h = _check_hours(snapshot_every_h, "--snapshot-every")
-    if threads < 1:
-        raise RunError(f"--threads: expected a whole number of at least 1, got {threads}")
+    _check_threads(threads)
     _check_out(out, force)
     started = time.perf_counter()
     with OutputLock(out), StopFlag() as stop:
@@ -653,8 +661,7 @@ def resume_run(path: str | os.PathLike, *, threads: int = 1, quiet: bool = False
     too, unless `checkpoint_every_h` is given. Everything (the file, its checkpoint, the
     model's state) is checked before the file is changed: a refused resume leaves it as it was.
     """
-    if threads < 1:
-        raise RunError(f"--threads: expected a whole number of at least 1, got {threads}")
+    _check_threads(threads)
     override_h = _check_hours(checkpoint_every_h, "--checkpoint-every")
     final, source = resume_source(path)
     with OutputLock(final), StopFlag() as stop:
