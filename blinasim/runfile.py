@@ -116,16 +116,17 @@ def _load_fallocate():
 _FALLOCATE = _load_fallocate() if ctypes.sizeof(ctypes.c_void_p) == 8 else None
 
 
-def reserve_space(fd: int, size: int) -> None:
-    """Allocate disk blocks for bytes 0..size of the open file `fd` (it grows to `size` if
+def reserve_space(fd: int, size: int, start: int = 0) -> None:
+    """Allocate disk blocks for bytes start..size of the open file `fd` (it grows to `size` if
     shorter), so that HDF5's writes there cannot fail for lack of space.
 
     Raises OSError (ENOSPC, EDQUOT, ...) when there is no room. Where the file system cannot
     allocate ahead, checks the free space instead (which another process may still take).
     """
-    if _FALLOCATE is not None:
+    start = max(0, min(start, size))
+    if _FALLOCATE is not None and size > start:
         while True:
-            if _FALLOCATE(fd, 0, 0, size) == 0:
+            if _FALLOCATE(fd, 0, start, size - start) == 0:
                 return
             err = ctypes.get_errno()
             if err != errno.EINTR:
@@ -148,6 +149,7 @@ class _Space:
         self.fd = f.id.get_vfd_handle()
         self.floor = floor  # always kept: what closing the file may write
         self.reserved = 0
+        self.allocated = 0  # blocks are known to be allocated below this offset
         self.closing = False
 
     def ensure(self, pending: int) -> None:
@@ -157,14 +159,17 @@ class _Space:
         need = self.f.id.get_filesize() + pending + pending // 16 + RESERVE_SLACK + self.floor
         if need <= self.reserved:
             return
+        # blocks below the file's end stay allocated unless HDF5 cut the file shorter since
+        start = min(self.allocated, os.fstat(self.fd).st_size)
         try:
-            reserve_space(self.fd, need + RESERVE_STEP)
+            reserve_space(self.fd, need + RESERVE_STEP, start)
             self.reserved = need + RESERVE_STEP
         except OSError as exc:
             if exc.errno not in _NO_ROOM:
                 raise
-            reserve_space(self.fd, need)  # no room for more: exactly what is needed
+            reserve_space(self.fd, need, start)  # no room for more: exactly what is needed
             self.reserved = need
+        self.allocated = self.reserved
 
     def flushed(self) -> None:
         """HDF5 may cut the file to its own end when it flushes: reserve again next time."""

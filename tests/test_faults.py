@@ -138,11 +138,11 @@ class SmallDisk:
         self.refused = 0
         self.real = runfile.reserve_space
 
-    def __call__(self, fd: int, size: int) -> None:
+    def __call__(self, fd: int, size: int, start: int = 0) -> None:
         if size > self.limit:
             self.refused += 1
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.real(fd, size)
+        self.real(fd, size, start)
 
 
 def test_disk_full_stops_at_once_keeps_the_checkpoint_and_resume_continues(small, reference, tmp_path,
