@@ -666,7 +666,12 @@ def resume_run(path: str | os.PathLike, *, threads: int = 1, quiet: bool = False
     final, source = resume_source(path)
     with OutputLock(final), StopFlag() as stop:
         final, source = resume_source(path)  # again, now that no other blinasim process can change it
-        attrs = _readable_attrs(source)
+        try:
+            attrs = _readable_attrs(source)
+        except RunError as err:
+            if source != final and _is_file(final):  # e.g. a --force run killed as it started
+                raise RunError(f"{err}; it is newer than {final}: remove it to resume {final}") from None
+            raise
         loaded = _embedded_scenario(source, attrs)
         try:
             complete = int(attrs.get("complete", 0))

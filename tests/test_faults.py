@@ -544,3 +544,16 @@ def test_run_files_follow_cf_conventions(tiny, tmp_path):
     with h5py.File(other, "r+") as f:
         f.attrs["Conventions"] = "CF-1.6"  # attributes, like timestamps, are not compared
     assert compare_runs(out, other) is None
+
+
+def test_an_unreadable_partial_next_to_the_run_file_is_named(interrupted, capsys):
+    """A --force run killed before it wrote anything leaves an empty .partial, newer than FILE."""
+    partial = Path(f"{interrupted}.partial")
+    partial.write_bytes(b"")
+    before = listing(interrupted.parent)
+    assert main(["resume", str(interrupted)]) == 2
+    assert one_error_line(capsys).endswith(f"; it is newer than {interrupted}: remove it to resume {interrupted}\n")
+    assert listing(interrupted.parent) == before
+    partial.unlink()
+    assert main(["resume", str(interrupted), "--quiet"]) == 0
+    assert read_attrs(interrupted)["complete"] == 1
