@@ -3,7 +3,8 @@
 Bad input (scenario, cohort, options, file names, existing outputs) ends with one line on
 stderr, ``blinasim: error: ...``, and exit code 2, before anything is written; an interrupted
 run or cohort with 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP); `verify` and `compare` with 1
-when they differ; `cohort` with 1 when some patients failed (their errors are in the file).
+when they differ; `cohort` with 1 when some patients failed (their errors are in the file); a
+run that could not go on (disk full, write error, out of memory) with one line and 3.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from blinasim.arguments import positive_number, whole_number_at_least
 
 EXIT_BAD_INPUT = 2
+EXIT_RUN_FAILED = 3
 
 DELEGATED = {
     "live": ("blinasim.viz.live", "watch a scenario run: a window, or a GIF/MP4 with --save"),
@@ -127,12 +129,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _existing_run_file(path: Path) -> Path:
+    """An existing HDF5 file (not yet checked to be a run file or a cohort file)."""
     import h5py
-    if not path.is_file():
+    try:
+        exists = path.is_file()
+    except (OSError, ValueError) as exc:
+        raise CliError(f"{path}: cannot use this file name ({_reason(exc)})") from None
+    if not exists:
         raise CliError(f"{path}: no such run file")
-    if not h5py.is_hdf5(path):
+    try:
+        hdf5 = h5py.is_hdf5(path)
+    except (OSError, ValueError, TypeError) as exc:
+        raise CliError(f"{path}: cannot read it ({_reason(exc)})") from None
+    if not hdf5:
         raise CliError(f"{path}: not an HDF5 run file")
     return path
+
+
+def _readable_run_file(path: Path) -> Path:
+    """An existing file that opens as HDF5 and has the run-file layout."""
+    import h5py
+    from blinasim.runfile import is_run_layout
+    _existing_run_file(path)
+    try:
+        with h5py.File(path, "r") as f:
+            layout = is_run_layout(f)
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"{path}: not a readable run file ({_reason(exc)})") from None
+    if not layout:
+        raise CliError(f"{path}: not a blinasim run file (no timeseries/time_h dataset)")
+    return path
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an error, without h5py's long details."""
+    if isinstance(exc, OSError) and exc.errno and not str(exc).startswith("[Errno"):
+        return os.strerror(exc.errno)
+    lines = str(exc).splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text.split(" (file read failed")[0].split(" (file write failed")[0]
 
 
 def _print_summary(summary, quiet: bool) -> None:
@@ -232,16 +267,25 @@ def cmd_verify(args) -> int:
 
 def cmd_compare(args) -> int:
     from blinasim.cohort.cohortfile import compare_cohorts, is_cohort_file
-    from blinasim.runfile import compare_runs
+    from blinasim.runfile import NotARunFile, compare_runs
     a, b = _existing_run_file(args.a), _existing_run_file(args.b)
     if is_cohort_file(a) or is_cohort_file(b):
         if not (is_cohort_file(a) and is_cohort_file(b)):
             raise CliError(f"{a if is_cohort_file(a) else b} is a cohort file; compare it with another cohort file")
         if args.rtol or args.atol:
             raise CliError("--rtol and --atol apply to run files; cohort files are compared bit for bit")
-        difference = compare_cohorts(a, b)
+        try:
+            difference = compare_cohorts(a, b)
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise CliError(f"cannot compare {a} and {b}: a file is damaged ({_reason(exc)})") from None
     else:
-        difference = compare_runs(a, b, rtol=args.rtol, atol=args.atol)
+        _readable_run_file(a), _readable_run_file(b)
+        try:
+            difference = compare_runs(a, b, rtol=args.rtol, atol=args.atol)
+        except NotARunFile as exc:
+            raise CliError(str(exc)) from None
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise CliError(f"cannot compare {a} and {b}: a file is damaged ({_reason(exc)})") from None
     if difference is None:
         print("no differences")
         return 0
@@ -267,33 +311,64 @@ def _dispatch(args, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """The `blinasim` command; returns the exit code.
+
+    Everything, imports included, runs inside the handlers: a SIGINT at any moment after
+    this module was imported ends with one line and exit code 130, never a traceback.
+    """
+    try:
+        for stream in (sys.stdout, sys.stderr):  # no traceback for file names that cannot be printed
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (AttributeError, ValueError, OSError):
+                pass
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:  # outside a run's own handling (e.g. while loading)
+        return _fail("blinasim: interrupted", 130)
+
+
+def _fail(line: str, code: int) -> int:
+    try:
+        print(line, file=sys.stderr)
+    except (OSError, ValueError):  # no stderr left to print to
+        pass
+    return code
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] in DELEGATED:
         import importlib
-        return importlib.import_module(DELEGATED[argv[0]][0]).main(argv[1:])
+        try:
+            module = importlib.import_module(DELEGATED[argv[0]][0])
+        except ImportError as exc:
+            return _fail(f"blinasim: error: {argv[0]} needs a package that is not installed ({exc})",
+                         EXIT_BAD_INPUT)
+        return module.main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, or a usage error already reported on one line
         return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
     from blinasim.cohort.cohortfile import CohortFileError
-    from blinasim.run import Interrupted, RunError
+    from blinasim.run import Interrupted, RunError, RunFailed
     from blinasim.runfile import RunFileExists
     from blinasim.scenario import ScenarioError
     try:
         return _dispatch(args, argv)
     except (ScenarioError, RunFileExists, RunError, CliError, CohortFileError) as err:
-        print(f"blinasim: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail(f"blinasim: error: {err}", EXIT_BAD_INPUT)
+    except RunFailed as err:
+        return _fail(f"blinasim: error: {err}", EXIT_RUN_FAILED)
     except Interrupted as stop:
-        print(f"blinasim: {stop}", file=sys.stderr)
-        return 128 + stop.signum
-    except KeyboardInterrupt:  # outside a run's own handling (e.g. while loading)
-        print("blinasim: interrupted", file=sys.stderr)
-        return 130
+        return _fail(f"blinasim: {stop}", 128 + stop.signum)
+    except MemoryError:
+        return _fail("blinasim: error: out of memory", EXIT_RUN_FAILED)
     except BrokenPipeError:  # e.g. `blinasim scenarios | head -1`
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except OSError as err:  # a file that cannot be read or written, not caught more precisely
+        where = f"{err.filename}: " if err.filename else ""
+        return _fail(f"blinasim: error: {where}{_reason(err)}", EXIT_BAD_INPUT)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,20 @@
 """Run a scenario: model -> run file, with progress, interruption, checkpoints and snapshots.
 
 A run writes ``FILE.partial`` and renames it to ``FILE`` when it ends (complete=1) or is
-stopped by SIGINT/SIGTERM/SIGHUP (complete=0, everything recorded so far kept). Signals only set a
-flag that the stepping loop checks between steps, so they never land inside an HDF5 write.
-A run killed outright (SIGKILL, power loss) leaves only ``FILE.partial``; ``resume`` continues
-either kind from the last checkpoint.
+stopped by SIGINT/SIGTERM/SIGHUP or a failure (complete=0, everything recorded so far kept).
+An existing ``FILE`` (``--force``) is replaced only by a complete run: an unfinished one stays
+``FILE.partial`` next to it. Signals only set a flag that the stepping loop checks between
+steps, so they never land inside an HDF5 write. A run killed outright (SIGKILL, power loss)
+leaves only ``FILE.partial``; ``resume`` continues either kind from the last checkpoint.
+
+One process at a time writes a run file: ``FILE.lock`` is locked (``flock``) for the whole
+run or resume, and another run or resume of the same ``FILE`` is refused while it is held.
+A full disk (or another write error) stops the run at once with :class:`RunFailed`; the
+file keeps its last checkpoint and ``resume`` continues it once there is space.
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 import platform
@@ -26,7 +33,8 @@ from blinasim import __version__
 from blinasim.model import BlinaModel, variable_meta
 from blinasim.populations import KIND_CODE
 from blinasim.progress import Progress
-from blinasim.runfile import Column, Difference, RunWriter, compare_runs, read_attrs
+from blinasim.runfile import (Column, Difference, NotARunFile, RunWriter, WriteFailed, compare_runs,
+                              read_attrs)
 from blinasim.scenario import LoadedScenario, ScenarioError, load_scenario_text
 from blinasim.schema import CELL_KINDS
 
@@ -37,19 +45,44 @@ class RunError(Exception):
     """A problem with the files or options of a run, reported as one line (exit code 2)."""
 
 
-class Interrupted(Exception):
-    """The run was stopped by SIGINT or SIGTERM; the file (if any) keeps what was recorded."""
+class RunFailed(Exception):
+    """The run could not go on (a full disk, a write error, no memory); one line, exit code 3.
 
-    def __init__(self, signum: int, path: Path | None, resumable: bool = False):
+    Whatever was written is kept (``path``, None if nothing was), with ``complete = 0``.
+    """
+
+    def __init__(self, text: str, path: Path | None = None):
+        super().__init__(text)
+        self.path = path
+
+
+class Interrupted(Exception):
+    """The run was stopped by SIGINT or SIGTERM; the file (if any) keeps what was recorded.
+
+    `path` is where the file is: the run file, or ``FILE.partial`` when an existing run file
+    was not replaced; `final` is the run file's name (for ``resume``).
+    """
+
+    def __init__(self, signum: int, path: Path | None, resumable: bool = False, final: Path | None = None):
         name = signal.Signals(signum).name
+        final = final or path
         if path is None:
             text = f"interrupted by {name} before anything was written"
         else:
-            hint = f"; 'blinasim resume {path}' continues it" if resumable else ""
-            text = f"interrupted by {name}; partial run kept in {path} (complete=0){hint}"
+            kept = "" if path == final else f"; {final} was not replaced"
+            hint = f"; 'blinasim resume {final}' continues it" if resumable else ""
+            text = f"interrupted by {name}; partial run kept in {path} (complete=0){kept}{hint}"
         super().__init__(text)
         self.signum = signum
         self.path = path
+
+
+class _Stopped(Exception):
+    """Raised by :func:`simulate` when a stop signal arrived (the caller closes the file)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -208,6 +241,15 @@ def _check_hours(hours: float | None, option: str) -> float:
     return float(hours)
 
 
+MAX_THREADS = 512
+"""More kernel threads than this are refused (results never depend on the count)."""
+
+
+def _check_threads(threads: int) -> None:
+    if not 1 <= threads <= MAX_THREADS:
+        raise RunError(f"--threads: expected a whole number from 1 to {MAX_THREADS}, got {threads}")
+
+
 def record_every_steps(model: BlinaModel) -> int:
     return max(1, int(round(model.scenario.output.record_every_min / model.dt_min)))
 
@@ -283,7 +325,7 @@ def simulate(model: BlinaModel, writer: RunWriter, stop: StopFlag, *, quiet: boo
     try:
         while not model.finished:
             if stop.signum is not None:
-                raise Interrupted(stop.signum, writer.path, resumable=writer.has_checkpoint)
+                raise _Stopped(stop.signum)
             model.step()
             recorded = model.steps % record_every == 0 or model.finished
             if recorded:
@@ -300,18 +342,179 @@ def simulate(model: BlinaModel, writer: RunWriter, stop: StopFlag, *, quiet: boo
         progress.close()
 
 
+NAME_MAX = 255
+"""Longest file name (bytes) where the file system does not say (POSIX's usual limit)."""
+LOCK_SUFFIX = ".lock"
+
+
+def _stat(path: Path, what: str = "run file"):
+    """``os.stat`` of `path`, None if it does not exist; RunError if it cannot be looked at."""
+    try:
+        return path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path}: cannot use this {what} name ({_os_reason(exc)})") from None
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
+    return _first_line(exc)
+
+
+def _check_name(out: Path, option: str = "--out") -> None:
+    """Refuse a run file name that cannot be written with its ``.partial`` beside it."""
+    if not out.name or out.name in (".", ".."):
+        raise RunError(f"{option} {str(out)!r}: expected a file name, e.g. run.h5")
+    if "\0" in str(out):
+        raise RunError(f"{option}: a file name cannot contain a NUL character")
+    try:
+        limit = os.pathconf(out.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = NAME_MAX
+    length = len(os.fsencode(out.name + PARTIAL_SUFFIX))
+    if length > (limit if limit and limit > 0 else NAME_MAX):
+        raise RunError(f"{option} {out.name[:40]}...: the file name is too long ({length} bytes with "
+                       f"'{PARTIAL_SUFFIX}', at most {limit} on this file system)")
+
+
 def _check_out(out: Path, force: bool) -> None:
     """Refuse, before anything is built or written, an output the run must not touch."""
+    _check_name(out)
     partial = out.with_name(out.name + PARTIAL_SUFFIX)
-    if out.is_dir():
-        raise RunError(f"{out} is a directory, not a run file name")
-    if not out.parent.is_dir():
+    parent = _stat(out.parent, "directory")
+    if parent is None or not os.path.isdir(out.parent):
         raise RunError(f"{out}: directory {out.parent} does not exist")
-    if out.exists() and not force:
+    existing = _stat(out)
+    if existing is not None and os.path.isdir(out):
+        raise RunError(f"{out} is a directory, not a run file name")
+    if existing is not None and not force:
         raise RunError(f"run file {out} already exists; use --force to overwrite it")
-    if partial.exists() and not force:
+    if _stat(partial) is not None and not force:
         raise RunError(f"{partial} exists (an interrupted or running run); 'blinasim resume {out}' "
                        f"continues it, --force starts over")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise RunError(f"{out}: cannot write in directory {out.parent} (permission denied)")
+
+
+class OutputLock:
+    """An exclusive ``flock`` on ``FILE.lock`` while a run or resume writes ``FILE``.
+
+    The lock file holds the owner's pid and is removed on release; a lock file left by a
+    killed process is simply taken over (the kernel released its lock). Refused with
+    RunError when another process holds it.
+    """
+
+    def __init__(self, final: Path):
+        self.path = final.with_name(final.name + LOCK_SUFFIX)
+        self.final = final
+        self.fd: int | None = None
+
+    def __enter__(self) -> OutputLock:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return self
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            except OSError as exc:
+                raise RunError(f"{self.final}: cannot write in directory {self.final.parent} "
+                               f"({_os_reason(exc)})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                owner = _read_pid(fd)
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    who = f" (pid {owner})" if owner else ""
+                    raise RunError(f"{self.final} is being written by another blinasim process{who}; "
+                                   f"wait for it to end, or write to another --out") from None
+                raise RunError(f"{self.path}: cannot lock ({_os_reason(exc)})") from None
+            try:  # the file locked must still be the one named (not removed by its last owner)
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except OSError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        self.fd = fd
+        try:  # who holds it, for the message of a refused run (not needed to lock)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.path)  # while still locked: a waiting process then retries
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _day(hours: float) -> str:
+    return f"day {hours / 24:.2f}"
+
+
+def _drive(model: BlinaModel, writer: RunWriter, stop: StopFlag, *, quiet: bool,
+           checkpoint_every: int, snapshot_every: int) -> Path:
+    """Simulate to the end and close the file; failures become Interrupted or RunFailed."""
+    try:
+        simulate(model, writer, stop, quiet=quiet, checkpoint_every=checkpoint_every,
+                 snapshot_every=snapshot_every)
+        return writer.close(complete=True)
+    except BaseException as exc:
+        where = _close_unfinished(writer)
+        problem = _explain(exc, writer, model, where)
+        if problem is None:
+            raise
+        raise problem from None
+
+
+def _close_unfinished(writer: RunWriter) -> Path:
+    """Close a run that did not finish (complete=0); where the file is."""
+    try:
+        return writer.close(complete=False)
+    except WriteFailed:
+        return writer.partial_path
+
+
+def _explain(exc: BaseException, writer: RunWriter, model: BlinaModel, where: Path) -> Exception | None:
+    """The one-line error for a run that stopped on `exc` (None: let it through)."""
+    final = writer.path
+    resumable = writer.has_checkpoint
+    if isinstance(exc, _Stopped):
+        return Interrupted(exc.signum, where, resumable=resumable, final=final)
+    at = _day(model.time_min / 60.0)
+    if writer.checkpoint_step is not None:
+        kept = f"from its last checkpoint ({_day(writer.checkpoint_step * model.dt_min / 60.0)})"
+    else:
+        kept = "from the beginning (it has no checkpoint)"
+    failure = writer.failed or (exc if isinstance(exc, WriteFailed) else None)
+    if failure is not None:
+        state = "it was frozen as it was on disk in" if failure.frozen else "partial run kept in"
+        replaced = f"; {final} was not replaced" if where != final and _stat(final) is not None else ""
+        return RunFailed(f"{failure}; the run stopped at {at}; {state} {where} (complete=0){replaced}; "
+                         f"once there is space 'blinasim resume {final}' continues it {kept}", where)
+    if isinstance(exc, MemoryError):
+        replaced = f"; {final} was not replaced" if where != final and _stat(final) is not None else ""
+        return RunFailed(f"out of memory at {at}; partial run kept in {where} (complete=0){replaced}; "
+                         f"'blinasim resume {final}' continues it {kept}", where)
+    return None
 
 
 def run_scenario(loaded: LoadedScenario, out: Path, *, seed: int | None = None, force: bool = False,
@@ -319,19 +522,23 @@ def run_scenario(loaded: LoadedScenario, out: Path, *, seed: int | None = None, 
                  snapshot_every_h: float | None = None, command_line: str = "") -> RunSummary:
     """Run a loaded scenario into the run file `out`; returns a summary.
 
-    Raises RunError (nothing written) for bad options or an output that exists without
-    `force`, and Interrupted after SIGINT/SIGTERM (the file then has complete=0).
+    Raises RunError (nothing written) for bad options, an output that exists without
+    `force` or that another process is writing; Interrupted after SIGINT/SIGTERM (the file
+    then has complete=0); RunFailed when the disk is full or memory runs out.
     """
     out = Path(out)
     seed = loaded.scenario.seed if seed is None else int(seed)
     checkpoint_h = _check_hours(checkpoint_every_h, "--checkpoint-every")
     snapshot_h = _check_hours(snapshot_every_h, "--snapshot-every")
-    if threads < 1:
-        raise RunError(f"--threads: expected a whole number of at least 1, got {threads}")
+    _check_threads(threads)
     _check_out(out, force)
     started = time.perf_counter()
-    with StopFlag() as stop:
-        model = BlinaModel(loaded.scenario, seed=seed, threads=threads)
+    with OutputLock(out), StopFlag() as stop:
+        _check_out(out, force)  # again, now that no other blinasim process can change it
+        try:
+            model = BlinaModel(loaded.scenario, seed=seed, threads=threads)
+        except MemoryError:
+            raise RunFailed("out of memory while building the model; nothing was written") from None
         checkpoint_every = checkpoint_every_steps(model, checkpoint_h)
         snapshot_every = snapshot_every_steps(model, snapshot_h)
         attrs = run_attrs(loaded, seed, command_line, threads=threads,
@@ -340,15 +547,12 @@ def run_scenario(loaded: LoadedScenario, out: Path, *, seed: int | None = None, 
             raise Interrupted(stop.signum, None)
         try:
             writer = open_writer(model, out, attrs, force, snapshots=bool(snapshot_every))
+        except WriteFailed as exc:
+            raise RunFailed(f"{exc}; nothing was written") from None
         except OSError as exc:
-            raise RunError(f"{out}: cannot write the run file ({_first_line(exc)})") from None
-        try:
-            simulate(model, writer, stop, quiet=quiet, checkpoint_every=checkpoint_every,
-                     snapshot_every=snapshot_every)
-        except BaseException:
-            writer.close(complete=False)
-            raise
-        path = writer.close(complete=True)
+            raise RunError(f"{out}: cannot write the run file ({_os_reason(exc)})") from None
+        path = _drive(model, writer, stop, quiet=quiet, checkpoint_every=checkpoint_every,
+                      snapshot_every=snapshot_every)
     return RunSummary(path, seed, model.time_min / 60.0, time.perf_counter() - started, model.observables())
 
 
@@ -366,7 +570,7 @@ def _readable_attrs(path: Path) -> dict:
     """Root attributes of a run file; unreadable files become RunError."""
     try:
         return read_attrs(path)
-    except OSError as exc:
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
         raise RunError(f"{path}: not a readable run file ({_first_line(exc)})") from None
 
 
@@ -376,23 +580,75 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _embedded_scenario(path: Path, attrs: dict) -> LoadedScenario:
-    if "scenario_resolved" not in attrs or "seed" not in attrs:
+    if not isinstance(attrs.get("scenario_resolved"), str) or "seed" not in attrs:
         raise RunError(f"{path}: not a blinasim run file (no embedded scenario and seed)")
+    try:
+        int(attrs["seed"])
+    except (TypeError, ValueError, OverflowError):
+        raise RunError(f"{path}: its seed attribute is not a whole number: {attrs['seed']!r}") from None
     try:
         return load_scenario_text(attrs["scenario_resolved"], filename=f"{path}:scenario_resolved")
     except ScenarioError as err:
         raise RunError(f"{path}: its embedded scenario no longer loads: {err}") from None
 
 
+def _is_file(path: Path) -> bool:
+    return _stat(path) is not None and os.path.isfile(path)
+
+
 def resume_source(path: str | os.PathLike) -> tuple[Path, Path]:
-    """``(final name, file to resume from)``: FILE itself, or FILE.partial after a kill."""
+    """``(final name, file to resume from)``: ``FILE.partial`` if it exists (the newest
+    attempt: a killed run, or one that did not replace an existing FILE), else FILE."""
     final = final_name(path)
+    _check_name(final, "resume")
     partial = final.with_name(final.name + PARTIAL_SUFFIX)
-    if final.is_file():
-        return final, final
-    if partial.is_file():
+    if _is_file(partial):
         return final, partial
+    if _is_file(final):
+        return final, final
+    if _stat(final) is not None:
+        raise RunError(f"{final} is not a run file (a directory?)")
     raise RunError(f"{final}: no such run file (nor {partial.name})")
+
+
+def _float_attr(attrs: dict, key: str, path: Path) -> float:
+    value = attrs.get(key, 0.0)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise RunError(f"{path}: attribute {key} is not a number: {value!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise RunError(f"{path}: attribute {key} is not a valid number of hours: {value!r}")
+    return value
+
+
+def _check_state(template: dict, state: dict, path: Path) -> None:
+    """Refuse a checkpoint whose saved state is not shaped like the model's own state."""
+    def refuse(what: str):
+        raise RunError(f"{path}: cannot resume: its checkpoint does not fit the model ({what})")
+    missing, unknown = sorted(set(template) - set(state)), sorted(set(state) - set(template))
+    if missing or unknown:
+        refuse(f"missing {', '.join(missing) or 'nothing'}; unknown {', '.join(unknown) or 'nothing'}")
+    lengths = set()
+    for key, expected in template.items():
+        value = state[key]
+        if isinstance(expected, np.ndarray) and expected.ndim:
+            if not isinstance(value, np.ndarray) or value.ndim != expected.ndim \
+                    or value.shape[1:] != expected.shape[1:] or value.dtype.kind not in "biuf":
+                refuse(f"{key} is not an array shaped like {expected.shape[1:] or 'a column'}")
+            if key.startswith("pop."):
+                lengths.add(len(value))
+        elif isinstance(value, np.ndarray) and value.size != 1 or isinstance(value, (str, bytes)):
+            refuse(f"{key} is not a single number")
+        else:
+            try:
+                number = float(np.asarray(value).reshape(()))
+            except (TypeError, ValueError):
+                refuse(f"{key} is not a number")
+            if not (math.isfinite(number) or key == "protocol.interrupted_at_h"):
+                refuse(f"{key} is not finite")
+    if len(lengths) > 1:
+        refuse("its population columns differ in length")
 
 
 def resume_run(path: str | os.PathLike, *, threads: int = 1, quiet: bool = False,
@@ -402,45 +658,83 @@ def resume_run(path: str | os.PathLike, *, threads: int = 1, quiet: bool = False
     `path` may be the run file, or its name when only ``FILE.partial`` is left (a killed
     run). A run without a checkpoint starts over from the beginning (its scenario and seed
     are in the file). Snapshots continue at the interval the run started with; checkpoints
-    too, unless `checkpoint_every_h` is given.
+    too, unless `checkpoint_every_h` is given. Everything (the file, its checkpoint, the
+    model's state) is checked before the file is changed: a refused resume leaves it as it was.
     """
-    final, source = resume_source(path)
-    if threads < 1:
-        raise RunError(f"--threads: expected a whole number of at least 1, got {threads}")
+    _check_threads(threads)
     override_h = _check_hours(checkpoint_every_h, "--checkpoint-every")
-    attrs = _readable_attrs(source)
-    loaded = _embedded_scenario(source, attrs)
-    if int(attrs.get("complete", 0)) == 1:
-        raise RunError(f"run file {source} is complete; there is nothing to resume")
-    seed = int(attrs["seed"])
-    started = time.perf_counter()
-    with StopFlag() as stop:
-        model = BlinaModel(loaded.scenario, seed=seed, threads=threads)
-        checkpoint_h = override_h or float(attrs.get("checkpoint_every_h", 0.0))
+    final, source = resume_source(path)
+    with OutputLock(final), StopFlag() as stop:
+        final, source = resume_source(path)  # again, now that no other blinasim process can change it
+        try:
+            attrs = _readable_attrs(source)
+        except RunError as err:
+            if source != final and _is_file(final):  # e.g. a --force run killed as it started
+                raise RunError(f"{err}; it is newer than {final}: remove it to resume {final}") from None
+            raise
+        loaded = _embedded_scenario(source, attrs)
+        try:
+            complete = int(attrs.get("complete", 0))
+        except (TypeError, ValueError):
+            raise RunError(f"{source}: attribute complete is not 0 or 1: {attrs.get('complete')!r}") from None
+        if complete == 1:
+            raise RunError(f"run file {source} is complete; there is nothing to resume")
+        seed = int(attrs["seed"])
+        started = time.perf_counter()
+        try:
+            model = BlinaModel(loaded.scenario, seed=seed, threads=threads)
+        except MemoryError:
+            raise RunFailed("out of memory while building the model; the file was not changed") from None
+        checkpoint_h = override_h or _float_attr(attrs, "checkpoint_every_h", source)
         checkpoint_every = checkpoint_every_steps(model, checkpoint_h)
-        snapshot_every = snapshot_every_steps(model, float(attrs.get("snapshot_every_h", 0.0)))
+        snapshot_every = snapshot_every_steps(model, _float_attr(attrs, "snapshot_every_h", source))
+        template = model.state()
+
+        def validate(step: int, state: dict | None, f) -> None:
+            if bool(snapshot_every) != ("snapshots" in f):
+                raise RunError(f"{source}: snapshot_every_h does not match the file's snapshots")
+            if state is None:
+                return
+            _check_state(template, state, source)
+            try:
+                model.restore(state)
+            except MemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any mismatch between file and model
+                raise RunError(f"{source}: cannot resume: its checkpoint does not fit the model "
+                               f"({type(exc).__name__}: {_first_line(exc)})") from None
+            if model.steps != step:
+                raise RunError(f"{source}: cannot resume: its checkpoint is at step {step} but "
+                               f"its state at step {model.steps}")
+
         if stop.signum is not None:
             raise Interrupted(stop.signum, None)
         try:
-            writer, _step, state = RunWriter.reopen_for_resume(final, restart_without_checkpoint=True)
-        except (ValueError, FileNotFoundError, OSError, KeyError) as exc:
+            writer, _step, state = RunWriter.reopen_for_resume(final, restart_without_checkpoint=True,
+                                                               validate=validate)
+        except (RunError, RunFailed):
+            raise
+        except WriteFailed as exc:
+            raise RunFailed(f"{source}: cannot resume: {exc}; the file was not changed; "
+                            f"free some space and resume again") from None
+        except MemoryError:
+            raise RunFailed(f"{source}: cannot resume: out of memory; the file was not changed") from None
+        except (ValueError, OSError, KeyError, TypeError, RuntimeError, AttributeError, IndexError) as exc:
             raise RunError(f"{source}: cannot resume: {_first_line(exc)}") from None
+        resumed_from_h = model.time_min / 60.0
         try:
-            if bool(snapshot_every) != writer.has_snapshots:
-                raise RunError(f"{source}: snapshot_every_h does not match the file's snapshots")
-            if state is not None:
-                model.restore(state)
-            resumed_from_h = model.time_min / 60.0
             previous = str(attrs.get("resumed", ""))
             stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
             entry = f"{stamp} at {resumed_from_h:g} h: {command_line or 'resume_run'}"
             writer.set_attrs({"resumed": f"{previous}\n{entry}" if previous else entry})
-            simulate(model, writer, stop, quiet=quiet, checkpoint_every=checkpoint_every,
-                     snapshot_every=snapshot_every)
-        except BaseException:
-            writer.close(complete=False)
-            raise
-        done = writer.close(complete=True)
+        except BaseException as exc:
+            where = _close_unfinished(writer)
+            problem = _explain(exc, writer, model, where)
+            if problem is None:
+                raise
+            raise problem from None
+        done = _drive(model, writer, stop, quiet=quiet, checkpoint_every=checkpoint_every,
+                      snapshot_every=snapshot_every)
     return RunSummary(done, seed, model.time_min / 60.0, time.perf_counter() - started,
                       model.observables(), resumed_from_h=resumed_from_h)
 
@@ -460,23 +754,32 @@ def verify_run(path: str | os.PathLike, *, threads: int = 1, quiet: bool = True,
     """Rerun a run file's embedded scenario and seed in a temporary file and compare every dataset."""
     import tempfile
     path = Path(path)
-    if not path.is_file():
+    if not _is_file(path):
         raise RunError(f"{path}: no such run file")
     attrs = _readable_attrs(path)
     loaded = _embedded_scenario(path, attrs)
     seed = int(attrs["seed"])
+    snapshot_h = _float_attr(attrs, "snapshot_every_h", path)
     with tempfile.TemporaryDirectory(prefix="blinasim-verify-", dir=workdir) as tmp:
         rerun = Path(tmp) / "rerun.h5"
         try:
             run_scenario(loaded, rerun, seed=seed, threads=threads, quiet=quiet,
-                         snapshot_every_h=float(attrs.get("snapshot_every_h", 0.0)) or None)
+                         snapshot_every_h=snapshot_h or None)
         except Interrupted as stop:  # the rerun is thrown away with its directory
             raise Interrupted(stop.signum, None) from None
-        difference = compare_runs(path, rerun)
-    return Verification(path, seed, int(attrs.get("complete", 0)) == 1, difference)
+        try:
+            difference = compare_runs(path, rerun)
+        except NotARunFile as exc:
+            raise RunError(str(exc)) from None
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise RunError(f"{path}: not a readable run file ({_first_line(exc)})") from None
+    return Verification(path, seed, attrs.get("complete") == 1, difference)
 
 
 def default_out(name: str, seed: int) -> Path:
-    """``NAME_seedN.h5`` in the working directory (characters unsafe in file names become _)."""
+    """``NAME_seedN.h5`` in the working directory (characters unsafe in file names become _;
+    a name too long for a file name is shortened)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "run"
-    return Path(os.getcwd()) / f"{safe}_seed{seed}.h5"
+    tail = f"_seed{seed}.h5"
+    room = NAME_MAX - len(tail) - max(len(PARTIAL_SUFFIX), len(LOCK_SUFFIX))
+    return Path(os.getcwd()) / f"{safe[:room]}{tail}"

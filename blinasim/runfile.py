@@ -2,7 +2,8 @@
 
 Layout
 ------
-- root attributes: provenance given by the caller, plus ``complete`` (0/1) kept by the writer;
+- root attributes: provenance given by the caller, plus ``complete`` (0/1) kept by the writer
+  and ``Conventions`` (the CF version the data groups follow);
 - ``timeseries/``: ``time_h`` (an unlimited dimension scale) and one 1-D dataset per variable;
 - ``events/<table>/``: one 1-D dataset per column sharing the dimension scale ``event``
   (row numbers 0..n-1); coded columns carry CF ``flag_values``/``flag_meanings``;
@@ -19,8 +20,19 @@ Layout
 All data groups open with ``xarray.open_dataset(path, engine="h5netcdf", group=...)``.
 Rows are buffered in fixed-size numpy arrays and appended to chunked, compressed datasets,
 so memory does not grow with run length. A run is written to ``<path>.partial`` and renamed
-to ``<path>`` by :meth:`RunWriter.close`; a writer abandoned without ``close`` leaves only
-the ``.partial`` file.
+to ``<path>`` by :meth:`RunWriter.close`: always when the run is complete, otherwise only if
+``<path>`` does not exist (an existing file is replaced only by a finished run, never by an
+interrupted or failed one). A writer abandoned without ``close`` leaves only the ``.partial``.
+
+Disk space: HDF5 cannot recover from a write that fails half-way (a full disk): its file is
+left inconsistent and the library may crash when it closes it. The writer therefore reserves
+disk blocks for the file (``fallocate``) before it hands HDF5 anything to write: the rows it
+passes, a margin for metadata, and the room that closing needs. A reservation that fails
+raises :class:`WriteFailed` before HDF5 has written anything, so the file stays consistent,
+``close(complete=False)`` still fits in what was reserved, and the last checkpoint is intact.
+Where the file system cannot reserve blocks, the free space is checked instead; a write that
+fails all the same "freezes" the file (HDF5's descriptor is pointed at /dev/null, so nothing
+more reaches the disk), which leaves the ``.partial`` as a killed run would.
 
 Crash safety: while a run goes, tables are written only in whole chunks, each once, and a
 checkpoint is flushed to disk next to the previous one before that one is deleted. No data
@@ -36,6 +48,9 @@ block, or sets a flag the step loop checks before calling ``close(complete=False
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import json
 import os
 import pathlib
@@ -49,6 +64,9 @@ import numpy as np
 CHUNK_ROWS = 1024
 """Rows per HDF5 chunk of every streamed dataset."""
 
+CONVENTIONS = "CF-1.8"
+"""Root ``Conventions`` attribute: the data groups follow CF (units, long_name, flags)."""
+
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 _GROUPS_COMPARED = ("timeseries", "events", "snapshots")
 _COMPARE_BLOCK = 1 << 16
@@ -56,6 +74,112 @@ _COMPARE_BLOCK = 1 << 16
 
 class RunFileExists(Exception):
     """The run file already exists and overwriting was not requested."""
+
+
+class WriteFailed(Exception):
+    """The run file could not be written: no space left, a quota, an I/O error.
+
+    ``frozen`` is False when the writer refused before HDF5 wrote anything (a reservation
+    failed): the file is consistent and can still be closed with ``complete=False``. It is
+    True when a write failed inside HDF5: the file was frozen as it was on disk and stays
+    ``.partial``, like the file of a killed run.
+    """
+
+    def __init__(self, path: pathlib.Path, exc: BaseException, *, frozen: bool):
+        self.path, self.frozen = pathlib.Path(path), frozen
+        self.errno = getattr(exc, "errno", None)
+        reason = os.strerror(self.errno) if self.errno else _first_line(exc)
+        super().__init__(f"cannot write {self.path}: {reason}")
+
+
+RESERVE_SLACK = 512 << 10
+"""Bytes reserved beyond what is handed to HDF5, for its metadata and compression overhead."""
+RESERVE_STEP = 8 << 20
+"""Bytes reserved ahead at a time (when there is room), so that reservations are rare."""
+FLUSH_BYTES = 8 << 20
+"""Table bytes handed to HDF5 after which the file is flushed (whole chunks only)."""
+
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_CANNOT_RESERVE = (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENODEV, errno.EPERM)
+
+
+def _load_fallocate():
+    try:
+        fallocate = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError, TypeError):  # not Linux
+        return None
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fallocate.restype = ctypes.c_int
+    return fallocate
+
+
+_FALLOCATE = _load_fallocate() if ctypes.sizeof(ctypes.c_void_p) == 8 else None
+
+
+def reserve_space(fd: int, size: int, start: int = 0) -> None:
+    """Allocate disk blocks for bytes start..size of the open file `fd` (it grows to `size` if
+    shorter), so that HDF5's writes there cannot fail for lack of space.
+
+    Raises OSError (ENOSPC, EDQUOT, ...) when there is no room. Where the file system cannot
+    allocate ahead, checks the free space instead (which another process may still take).
+    """
+    start = max(0, min(start, size))
+    if _FALLOCATE is not None and size > start:
+        while True:
+            if _FALLOCATE(fd, 0, start, size - start) == 0:
+                return
+            err = ctypes.get_errno()
+            if err != errno.EINTR:
+                break
+        if err not in _CANNOT_RESERVE:
+            raise OSError(err, os.strerror(err))
+    try:
+        st, vfs = os.fstat(fd), os.fstatvfs(fd)
+    except OSError:
+        return
+    if size > st.st_size and vfs.f_bavail * vfs.f_frsize < size - st.st_size:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class _Space:
+    """Keeps disk blocks reserved ahead of what HDF5 may write to one open file."""
+
+    def __init__(self, f: h5py.File, floor: int):
+        self.f = f
+        self.fd = f.id.get_vfd_handle()
+        self.floor = floor  # always kept: what closing the file may write
+        self.reserved = 0
+        self.allocated = 0  # blocks are known to be allocated below this offset
+        self.closing = False
+
+    def ensure(self, pending: int) -> None:
+        """Make sure `pending` more bytes (plus metadata and closing) fit in reserved blocks."""
+        if self.closing:
+            return
+        need = self.f.id.get_filesize() + pending + pending // 16 + RESERVE_SLACK + self.floor
+        if need <= self.reserved:
+            return
+        # blocks below the file's end stay allocated unless HDF5 cut the file shorter since
+        start = min(self.allocated, os.fstat(self.fd).st_size)
+        try:
+            reserve_space(self.fd, need + RESERVE_STEP, start)
+            self.reserved = need + RESERVE_STEP
+        except OSError as exc:
+            if exc.errno not in _NO_ROOM:
+                raise
+            reserve_space(self.fd, need, start)  # no room for more: exactly what is needed
+            self.reserved = need
+        self.allocated = self.reserved
+
+    def flushed(self) -> None:
+        """HDF5 may cut the file to its own end when it flushes: reserve again next time."""
+        self.reserved = 0
+
+    def trim(self) -> None:
+        """Drop the reserved blocks beyond the end of HDF5's data (before closing)."""
+        size = self.f.id.get_filesize()
+        if os.fstat(self.fd).st_size > size:
+            os.ftruncate(self.fd, size)
 
 
 @dataclass(frozen=True)
@@ -162,7 +286,8 @@ class _Table:
     (:meth:`tail`) and :meth:`flush` writes them when the file is closed.
     """
 
-    def __init__(self, group: h5py.Group, index: str | None, buffer_rows: int):
+    def __init__(self, group: h5py.Group, index: str | None, buffer_rows: int, on_write=None):
+        self.on_write = on_write  # called with the bytes of each write, before and after it
         self.datasets = {name: group[name] for name in sorted(group)}
         self.index = index
         self.inputs = [name for name in self.datasets if name != index]
@@ -206,6 +331,9 @@ class _Table:
     def _write(self, arrays: Mapping[str, np.ndarray], count: int) -> None:
         """Write `count` rows after the disk rows; the counter moves only once all are written."""
         start, stop = self.disk, self.disk + count
+        nbytes = count * sum(ds.dtype.itemsize for ds in self.datasets.values())
+        if self.on_write is not None:
+            self.on_write(nbytes, False)
         for name, ds in self.datasets.items():
             ds.resize((stop,))
             if name == self.index and name not in arrays:
@@ -213,6 +341,8 @@ class _Table:
             else:
                 ds[start:stop] = np.asarray(arrays[name][:count], dtype=ds.dtype)
         self.disk = stop
+        if self.on_write is not None:
+            self.on_write(nbytes, True)
 
     def write_chunks(self) -> None:
         """Write the buffered rows that complete chunks; keep the rest (re-runnable)."""
@@ -236,16 +366,35 @@ class _Table:
         """The buffered rows, not yet on disk (after :meth:`write_chunks`, less than a chunk)."""
         return {name: buf[:self.n].copy() for name, buf in self.buf.items()}
 
-    def restore(self, disk_rows: int, tail: Mapping[str, np.ndarray]) -> None:
-        """Cut the datasets to `disk_rows` and buffer `tail` after them (resuming a checkpoint)."""
+    @property
+    def buffer_bytes(self) -> int:
+        return sum(buf.nbytes for buf in self.buf.values())
+
+    def check_restore(self, disk_rows: int, tail: Mapping[str, np.ndarray]) -> None:
+        """Raise ValueError unless :meth:`restore` can use this checkpoint (reads only)."""
         for name, ds in self.datasets.items():
+            if ds.ndim != 1:
+                raise ValueError(f"{ds.name} is not a 1-D column")
             if ds.shape[0] < disk_rows:
                 raise ValueError(f"{ds.name} has {ds.shape[0]} rows, fewer than the checkpoint's {disk_rows}")
+        if disk_rows < 0:
+            raise ValueError(f"the checkpoint's row count of {sorted(self.datasets)} is negative")
         if set(tail) != set(self.datasets):
             raise ValueError(f"the checkpoint's rows of {sorted(self.datasets)} are missing or different")
+        lengths = {np.shape(values) for values in tail.values()}
+        if len(lengths) > 1 or any(len(shape) != 1 for shape in lengths):
+            raise ValueError(f"the checkpoint's rows of {sorted(self.datasets)} are not equal-length columns")
         count = len(next(iter(tail.values()))) if tail else 0
         if count > self.cap:
             raise ValueError(f"the checkpoint holds {count} buffered rows, more than the buffer's {self.cap}")
+        for name, values in tail.items():
+            if not np.can_cast(np.asarray(values).dtype, self.buf[name].dtype, "same_kind"):
+                raise ValueError(f"the checkpoint's rows of {name} have the wrong type")
+
+    def restore(self, disk_rows: int, tail: Mapping[str, np.ndarray]) -> None:
+        """Cut the datasets to `disk_rows` and buffer `tail` after them (resuming a checkpoint)."""
+        self.check_restore(disk_rows, tail)
+        count = len(next(iter(tail.values()))) if tail else 0
         for ds in self.datasets.values():
             ds.resize((disk_rows,))
         self.disk, self.n = disk_rows, count
@@ -254,7 +403,12 @@ class _Table:
 
 
 class RunWriter:
-    """Streams one run to ``<path>.partial``; :meth:`close` renames it to ``path``."""
+    """Streams one run to ``<path>.partial``; :meth:`close` renames it to ``path``.
+
+    Every write is preceded by a reservation of disk space; a write that cannot be made
+    raises :class:`WriteFailed` (see the module's *Disk space*), and the writer refuses
+    further writes except the closing ones.
+    """
 
     def __init__(self, path: str | os.PathLike, *, attrs: Mapping[str, Any],
                  variables: Sequence[Column], event_tables: Mapping[str, Sequence[Column]],
@@ -266,8 +420,22 @@ class RunWriter:
         _validate(attrs, variables, event_tables, buffer_rows, snapshot_columns)
         partial = _partial_of(path)
         partial.unlink(missing_ok=True)
-        f = h5py.File(partial, "w")
         try:
+            f = h5py.File(partial, "w")
+        except OSError as exc:
+            if partial.exists() and not partial.stat().st_size:
+                partial.unlink(missing_ok=True)
+            if exc.errno in _NO_ROOM:
+                raise WriteFailed(partial, exc, frozen=False) from None
+            raise
+        try:
+            columns = len(variables) + sum(map(len, event_tables.values())) + len(snapshot_columns or ())
+            try:  # the empty file's metadata, and the closing of a run that stops at once
+                floor = 2 * (len(variables) + 1) * 8 * max(buffer_rows, CHUNK_ROWS)
+                reserve_space(f.id.get_vfd_handle(), RESERVE_SLACK + floor + 4096 * (columns + 8))
+            except OSError as exc:
+                raise WriteFailed(partial, exc, frozen=False) from None
+            _set_attr(f, "Conventions", CONVENTIONS)
             for key, value in attrs.items():
                 _set_attr(f, key, value)
             f.attrs["complete"] = 0
@@ -296,24 +464,39 @@ class RunWriter:
                 stamp.make_scale("time_h")
                 _create_column(times, Column("first_row", "int64", "", "first row of the snapshot in cells"), stamp)
                 _create_column(times, Column("rows", "int64", "", "rows (live cells) of the snapshot"), stamp)
+            self._bind(path, f, buffer_rows)
+            with self._writing():
+                self._sync()  # from now on a killed run leaves a readable .partial with its attributes
+        except (OSError, RuntimeError) as exc:  # a write failed: nothing is kept
+            _freeze(f)  # HDF5 must not try again what failed
+            partial.unlink(missing_ok=True)
+            raise WriteFailed(partial, exc, frozen=False) from None
         except BaseException:
-            f.close()
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001 - the file is thrown away
+                pass
             partial.unlink(missing_ok=True)
             raise
-        self._bind(path, f, buffer_rows)
-        f.flush()  # from now on a killed run leaves a readable .partial with its attributes
 
     def _bind(self, path: pathlib.Path, f: h5py.File, buffer_rows: int) -> None:
         self.path, self.partial_path = path, _partial_of(path)
         self._file: h5py.File | None = f
-        self._renamed = False
-        self._series = _Table(f["timeseries"], None, buffer_rows)
+        self._where: pathlib.Path | None = None  # where close() left the file
+        self._failure: WriteFailed | None = None
+        self._unflushed = 0
+        self.checkpoint_step: int | None = None
+        tables = _tables_of(f, buffer_rows, self._on_write)
+        self._series = tables["timeseries_rows"]
         self._variables = [name for name in self._series.inputs if name != "time_h"]
-        self._events = {name: _Table(group, "event", buffer_rows) for name, group in f["events"].items()}
-        self._snapshots: dict[str, _Table] = {}
-        if "snapshots" in f:
-            self._snapshots = {"cells": _Table(f["snapshots/cells"], "row", buffer_rows),
-                               "times": _Table(f["snapshots/times"], None, buffer_rows)}
+        self._events = {key[len("events_rows_"):]: table for key, table in tables.items()
+                        if key.startswith("events_rows_")}
+        self._snapshots = {key[len("snapshots_rows_"):]: table for key, table in tables.items()
+                           if key.startswith("snapshots_rows_")}
+        try:
+            self._space: _Space | None = _Space(f, sum(t.buffer_bytes for t in tables.values()) + (64 << 10))
+        except (OSError, RuntimeError, ValueError, TypeError):  # a driver without a file descriptor
+            self._space = None
 
     def _tables(self) -> dict[str, _Table]:
         """Every streamed table by the name its checkpoint row count uses."""
@@ -322,21 +505,83 @@ class RunWriter:
         tables.update({f"snapshots_rows_{name}": table for name, table in self._snapshots.items()})
         return tables
 
+    # ------------------------------------------------------------------ disk space and failures
+
+    @contextlib.contextmanager
+    def _writing(self, closing: bool = False):
+        """Turn a failed write into WriteFailed (freezing the file if HDF5 had started it)."""
+        f = self._open_file()
+        if self._failure is not None and not (closing and not self._failure.frozen):
+            raise self._failure  # no more writes after a failure, except the closing ones
+        try:
+            yield f
+        except WriteFailed as failure:
+            self._failure = self._failure or failure
+            raise
+        except (OSError, RuntimeError) as exc:
+            failure = WriteFailed(self.partial_path, exc, frozen=True)
+            self._failure = failure
+            _freeze(f)
+            raise failure from None
+
+    def _reserve(self, pending: int) -> None:
+        if self._space is None:
+            return
+        try:
+            self._space.ensure(self._unflushed + pending)
+        except OSError as exc:
+            raise WriteFailed(self.partial_path, exc, frozen=False) from None
+
+    def _on_write(self, nbytes: int, done: bool) -> None:
+        """Called by the tables around each write of `nbytes` to HDF5."""
+        if not done:
+            self._reserve(nbytes)
+            return
+        self._unflushed += nbytes
+        if self._unflushed >= FLUSH_BYTES and (self._space is None or not self._space.closing):
+            self._sync()
+
+    def _sync(self) -> None:
+        """Flush HDF5's caches to the OS (within the reservation)."""
+        self._reserve(0)
+        self._file.flush()
+        self._unflushed = 0
+        if self._space is not None:
+            self._space.flushed()
+
+    def _fsync(self) -> None:
+        try:
+            os.fsync(self._file.id.get_vfd_handle())
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EROFS, errno.ENOTSUP):
+                raise
+        except (RuntimeError, ValueError, TypeError):  # no file descriptor (another driver)
+            pass
+
+    @property
+    def failed(self) -> WriteFailed | None:
+        """The write failure that stopped this writer, if any."""
+        return self._failure
+
+    # ------------------------------------------------------------------ contents
+
     @property
     def has_snapshots(self) -> bool:
         return bool(self._snapshots)
 
     @property
     def has_checkpoint(self) -> bool:
-        """Whether the open file holds a checkpoint (so the run can be resumed)."""
-        return bool(self._file) and "checkpoint" in self._file
+        """Whether the file holds a checkpoint (so the run can be resumed)."""
+        return self.checkpoint_step is not None
 
     def set_attrs(self, attrs: Mapping[str, Any]) -> None:
         """Add or replace root attributes (e.g. to record a resume); ``complete`` is reserved."""
         if "complete" in attrs:
             raise ValueError("the 'complete' attribute is managed by the writer")
-        for key, value in attrs.items():
-            _set_attr(self._open_file(), key, value)
+        with self._writing() as f:
+            self._reserve(sum(len(str(value)) for value in attrs.values()) + 4096 * len(attrs))
+            for key, value in attrs.items():
+                _set_attr(f, key, value)
 
     def append_row(self, time_h: float, values: Mapping[str, float]) -> None:
         """Buffer one time-series row; every variable is required and no other key is allowed."""
@@ -345,7 +590,8 @@ class RunWriter:
             missing = sorted(set(self._variables) - set(values))
             unknown = sorted(set(values) - set(self._variables))
             raise KeyError(f"append_row: missing variables {missing}, unknown variables {unknown}")
-        self._series.append_one({"time_h": time_h, **values})
+        with self._writing():
+            self._series.append_one({"time_h": time_h, **values})
 
     def append_events(self, table: str, columns: Mapping[str, np.ndarray]) -> None:
         """Buffer rows of an event table given as equal-length 1-D arrays, one per column."""
@@ -362,7 +608,8 @@ class RunWriter:
         for name, arr in arrays.items():
             if not np.can_cast(arr.dtype, target.buf[name].dtype, "same_kind"):
                 raise TypeError(f"events/{table}/{name}: cannot store {arr.dtype} as {target.buf[name].dtype}")
-        target.append_many(arrays, lengths.pop())
+        with self._writing():
+            target.append_many(arrays, lengths.pop())
 
     def append_snapshot(self, time_h: float, columns: Mapping[str, np.ndarray]) -> None:
         """Append one per-cell snapshot: equal-length 1-D arrays, one per snapshot column.
@@ -387,8 +634,9 @@ class RunWriter:
         count = lengths.pop()
         first = cells.rows
         arrays["time_h"] = np.full(count, time_h, dtype=np.float64)
-        cells.append_many(arrays, count)
-        times.append_one({"time_h": time_h, "first_row": first, "rows": count})
+        with self._writing():
+            cells.append_many(arrays, count)
+            times.append_one({"time_h": time_h, "first_row": first, "rows": count})
 
     def flush(self) -> None:
         """Write all buffered rows to the file and flush HDF5's caches to the OS.
@@ -396,10 +644,10 @@ class RunWriter:
         This writes incomplete chunks, which later rows rewrite; a run that may be killed
         relies on :meth:`save_checkpoint` instead, which never rewrites a chunk.
         """
-        f = self._open_file()
-        for table in self._tables().values():
-            table.flush()
-        f.flush()
+        with self._writing():
+            for table in self._tables().values():
+                table.flush()
+            self._sync()
 
     def save_checkpoint(self, step: int, state: Mapping[str, Any]) -> None:
         """Replace the checkpoint with ``state`` and the current row counts; fsyncs the file.
@@ -407,53 +655,86 @@ class RunWriter:
         Whole chunks are written to the tables; the rows of their incomplete last chunks are
         stored in the checkpoint (``checkpoint/tails``) instead, so that no chunk written
         before this checkpoint is ever rewritten while the run goes on. The checkpoint is
-        built as ``checkpoint.tmp`` (marked ``saved=1`` when whole) and then renamed.
+        built as ``checkpoint.tmp`` (marked ``saved=1`` when whole) and then renamed. Disk
+        space for all of it is reserved first: a full disk leaves the previous checkpoint.
         """
         for key in state:
             _check_name(key, "checkpoint entry")
-        f = self._open_file()
-        tables = self._tables()
-        for table in tables.values():
-            table.write_chunks()
-        if "checkpoint.tmp" in f:
-            del f["checkpoint.tmp"]
-        group = f.create_group("checkpoint.tmp")
-        group.attrs["step"] = int(step)
-        tails = group.create_group("tails")
-        for key, table in tables.items():
-            group.attrs[key] = table.rows
-            rows = tails.create_group(key)
-            for name, values in table.tail().items():
-                rows.create_dataset(name, data=values)
-        saved = group.create_group("state")
-        for key, value in state.items():
-            _put_state(saved, key, value)
-        group.attrs["saved"] = 1
-        # The new checkpoint goes to disk next to the old one before the old one is deleted:
-        # space freed by the deletion is then only reused after the second flush, so a
-        # process killed at any point leaves at least one whole checkpoint on disk.
-        f.flush()
-        if "checkpoint" in f:
-            del f["checkpoint"]
-        f.move("checkpoint.tmp", "checkpoint")
-        f.flush()
-        _fsync(self.partial_path)
+        with self._writing() as f:
+            tables = self._tables()
+            for table in tables.values():
+                table.write_chunks()
+            tails = {key: table.tail() for key, table in tables.items()}
+            size = sum(v.nbytes for rows in tails.values() for v in rows.values())
+            size += sum(np.asarray(v).nbytes if not isinstance(v, (str, bytes)) else len(v) for v in state.values())
+            self._reserve(size + 4096 * (len(state) + sum(map(len, tails.values())) + 8))
+            if "checkpoint.tmp" in f:
+                del f["checkpoint.tmp"]
+            group = f.create_group("checkpoint.tmp")
+            group.attrs["step"] = int(step)
+            stored = group.create_group("tails")
+            for key, table in tables.items():
+                group.attrs[key] = table.rows
+                rows = stored.create_group(key)
+                for name, values in tails[key].items():
+                    rows.create_dataset(name, data=values)
+            saved = group.create_group("state")
+            for key, value in state.items():
+                _put_state(saved, key, value)
+            group.attrs["saved"] = 1
+            # The new checkpoint goes to disk next to the old one before the old one is deleted:
+            # space freed by the deletion is then only reused after the second flush, so a
+            # process killed at any point leaves at least one whole checkpoint on disk.
+            self._sync()
+            if "checkpoint" in f:
+                del f["checkpoint"]
+            f.move("checkpoint.tmp", "checkpoint")
+            self._sync()
+            self._fsync()
+        self.checkpoint_step = int(step)
 
     def close(self, complete: bool) -> pathlib.Path:
-        """Flush, set ``complete``, close and rename to the final path; safe to call again."""
+        """Flush, set ``complete``, close and rename; safe to call again. Returns the file's path.
+
+        The ``.partial`` file is renamed to ``path`` when the run is complete, or when it is
+        not but ``path`` does not exist; otherwise (an earlier run file exists and this run
+        did not finish), and after a write failure that froze it, the ``.partial`` is kept
+        and its path returned. Raises WriteFailed if the closing writes fail (the file is
+        then frozen and kept as ``.partial``).
+        """
+        failure = None
         if self._file:  # an h5py File is false once closed
-            self.flush()
-            self._file.attrs["complete"] = int(bool(complete))
-            self._file.close()
-        if not self._renamed:
-            _fsync(self.partial_path)
-            os.replace(self.partial_path, self.path)
-            self._renamed = True
-            _fsync(self.path.parent)
-        return self.path
+            if self._space is not None:
+                self._space.closing = True  # closing writes fit in what is kept reserved
+            try:
+                with self._writing(closing=True) as f:
+                    for table in self._tables().values():
+                        table.flush()
+                    f.attrs["complete"] = int(bool(complete))
+                    f.flush()
+                    if self._space is not None:
+                        self._space.trim()
+                    self._fsync()
+                    f.close()
+            except WriteFailed as exc:
+                failure = exc
+        if self._where is None:
+            if self._failure is not None and self._failure.frozen:
+                self._where = self.partial_path
+            elif (complete and self._failure is None) or not self.path.exists():
+                os.replace(self.partial_path, self.path)
+                _fsync(self.path.parent)
+                self._where = self.path
+            else:
+                self._where = self.partial_path
+        if failure is not None:
+            raise failure
+        return self._where
 
     def _open_file(self) -> h5py.File:
         if not self._file:
+            if self._failure is not None and self._failure.frozen:
+                raise ValueError(f"run file {self.partial_path} could not be written and was closed")
             raise ValueError(f"run file {self.path} is already closed")
         return self._file
 
@@ -462,57 +743,140 @@ class RunWriter:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         """Close with ``complete=False`` unless ``close(complete=True)`` was already called."""
-        self.close(complete=False)
+        try:
+            self.close(complete=False)
+        except WriteFailed:
+            if exc is None:
+                raise
         return False
 
     @classmethod
     def reopen_for_resume(cls, path: str | os.PathLike, *, buffer_rows: int = 1024,
-                          restart_without_checkpoint: bool = False) -> tuple[RunWriter, int, dict | None]:
+                          restart_without_checkpoint: bool = False,
+                          validate=None) -> tuple[RunWriter, int, dict | None]:
         """Reopen an incomplete run at its checkpoint, dropping rows written after it.
 
-        Uses ``path``, or ``path.partial`` if ``path`` does not exist (a run killed before
-        ``close``). The new rows go to ``path.partial`` until :meth:`close`.
-        Returns ``(writer, checkpoint_step, state)``. A run without a checkpoint is refused,
-        or with ``restart_without_checkpoint`` emptied to start over: ``(writer, 0, None)``.
+        Uses ``path.partial`` if it exists (the newest attempt: a killed run, or a run that
+        did not replace an existing ``path``), else ``path``. The new rows go to
+        ``path.partial`` until :meth:`close`. Returns ``(writer, checkpoint_step, state)``.
+        A run without a checkpoint is refused, or with ``restart_without_checkpoint``
+        emptied to start over: ``(writer, 0, None)``.
+
+        Everything is read and checked with the file open read-only first, then
+        ``validate(step, state, file)`` is called (e.g. to restore a model: whatever it
+        raises ends the resume), then disk space is reserved; only then is the file renamed
+        and changed. A refused resume (any exception until then) leaves the file as it was.
         """
         path = pathlib.Path(path)
         partial = _partial_of(path)
-        source = path if path.exists() else partial
+        source = partial if partial.exists() else path
         if not source.exists():
             raise FileNotFoundError(f"no run file {path} (nor {partial}) to resume")
         with h5py.File(source, "r") as f:
-            if int(f.attrs.get("complete", 0)) == 1:
+            if int(_plain(f.attrs.get("complete", 0)) or 0) == 1:
                 raise ValueError(f"run file {source} is complete; there is nothing to resume")
             if not ({"checkpoint", "checkpoint.tmp"} & set(f)) and not restart_without_checkpoint:
                 raise ValueError(f"run file {source} has no checkpoint; it cannot be resumed")
+            tables = _tables_of(f, buffer_rows)
+            found = _usable_checkpoint(f, source, tables)
+            if found is not None:
+                name, step, state, rows, tails = found
+            elif restart_without_checkpoint:
+                name, step, state = None, 0, None
+            else:
+                raise ValueError(f"run file {source} has no readable checkpoint; it cannot be resumed")
+            if validate is not None:
+                validate(step, state, f)
+            floor = sum(table.buffer_bytes for table in tables.values())
+        fd = os.open(source, os.O_RDWR)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                reserve_space(fd, size + RESERVE_SLACK + floor + (64 << 10))
+            except OSError as exc:
+                if os.fstat(fd).st_size != size:
+                    os.ftruncate(fd, size)
+                raise WriteFailed(source, exc, frozen=False) from None
+        finally:
+            os.close(fd)
         if source != partial:
             os.replace(source, partial)
         f = h5py.File(partial, "r+")
         try:
             writer = cls.__new__(cls)
             writer._bind(path, f, buffer_rows)
-            found = _usable_checkpoint(f, source, writer._tables())
-            if found is not None:
-                name, step, state, rows, tails = found
-                for key, table in writer._tables().items():
-                    table.restore(rows[key] - _length(tails[key]), tails[key])
-                if name != "checkpoint":  # killed between saving a checkpoint and renaming it
-                    if "checkpoint" in f:
-                        del f["checkpoint"]
-                    f.move(name, "checkpoint")
-            elif restart_without_checkpoint:
-                step, state = 0, None
-                for table in writer._tables().values():
-                    table.restore(0, {name: ds[:0] for name, ds in table.datasets.items()})
-            else:
-                raise ValueError(f"run file {source} has no readable checkpoint; it cannot be resumed")
-            if "checkpoint.tmp" in f:
-                del f["checkpoint.tmp"]
-            f.flush()
+            with writer._writing():
+                if name is not None:
+                    for key, table in writer._tables().items():
+                        table.restore(rows[key] - _length(tails[key]), tails[key])
+                    if name != "checkpoint":  # killed between saving a checkpoint and renaming it
+                        if "checkpoint" in f:
+                            del f["checkpoint"]
+                        f.move(name, "checkpoint")
+                    writer.checkpoint_step = int(step)
+                else:
+                    for table in writer._tables().values():
+                        table.restore(0, {col: ds[:0] for col, ds in table.datasets.items()})
+                if "checkpoint.tmp" in f:
+                    del f["checkpoint.tmp"]
+                writer._sync()
         except BaseException:
-            f.close()
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001 - already frozen or closed
+                pass
             raise
         return writer, step, state
+
+
+def _freeze(f: h5py.File) -> None:
+    """Point HDF5's file descriptor at /dev/null and close the file: what HDF5 still had to
+    write goes nowhere, so the file on disk stays as it was (like the file of a killed run)
+    and the library does not fail again, or crash, when it closes the file."""
+    try:
+        fd = f.id.get_vfd_handle()
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+    except Exception:  # noqa: BLE001 - already closed, or a driver without a descriptor
+        pass
+    try:
+        f.close()
+    except Exception:  # noqa: BLE001 - what is left open is written to /dev/null at exit
+        pass
+
+
+def _tables_of(f: h5py.File, buffer_rows: int, on_write=None) -> dict[str, _Table]:
+    """The streamed tables of a run file by checkpoint key; ValueError if the layout is wrong."""
+    def table(group_path: str, index: str | None) -> _Table:
+        group = f.get(group_path)
+        if not isinstance(group, h5py.Group) or not len(group):
+            raise ValueError(f"{group_path} is missing or not a group of columns")
+        for name, ds in group.items():
+            if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind not in "iuf" \
+                    or ds.maxshape != (None,) or not ds.chunks:
+                raise ValueError(f"{group_path}/{name} is not an extendable 1-D column")
+        if index is not None and index not in group:
+            raise ValueError(f"{group_path} has no {index} column")
+        return _Table(group, index, buffer_rows, on_write)
+
+    tables = {"timeseries_rows": table("timeseries", None)}
+    if "time_h" not in tables["timeseries_rows"].datasets:
+        raise ValueError("timeseries has no time_h column")
+    events = f.get("events")
+    if not isinstance(events, h5py.Group):
+        raise ValueError("events is missing or not a group")
+    for name in events:
+        tables[f"events_rows_{name}"] = table(f"events/{name}", "event")
+    if "snapshots" in f:
+        tables["snapshots_rows_cells"] = table("snapshots/cells", "row")
+        tables["snapshots_rows_times"] = table("snapshots/times", None)
+        for column in ("time_h", "first_row", "rows"):
+            if column not in tables["snapshots_rows_times"].datasets:
+                raise ValueError(f"snapshots/times has no {column} column")
+    return tables
 
 
 def _validate(attrs: Mapping[str, Any], variables: Sequence[Column],
@@ -576,10 +940,10 @@ def _usable_checkpoint(f: h5py.File, source: pathlib.Path, tables: Mapping[str, 
     """
     problems = []
     for name in ("checkpoint", "checkpoint.tmp"):
-        group = f.get(name)
-        if not isinstance(group, h5py.Group) or (name != "checkpoint" and group.attrs.get("saved") != 1):
-            continue
         try:
+            group = f.get(name)
+            if not isinstance(group, h5py.Group) or (name != "checkpoint" and not _is_one(group.attrs.get("saved"))):
+                continue
             step, state = _read_checkpoint(group)
             rows, tails = {}, {}
             for key, table in tables.items():
@@ -593,12 +957,18 @@ def _usable_checkpoint(f: h5py.File, source: pathlib.Path, tables: Mapping[str, 
                         raise ValueError(f"the table has fewer rows than its {key} ({rows[key]})")
                     first = rows[key] // table.chunk * table.chunk
                     tails[key] = {col: ds[first:rows[key]] for col, ds in table.datasets.items()}
+                table.check_restore(rows[key] - _length(tails[key]), tails[key])
             return name, step, state, rows, tails
-        except (OSError, KeyError, ValueError) as exc:  # unreadable: try the other one
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+            # unreadable: try the other one
             problems.append(f"{name}: {_first_line(exc)}")
     if problems:
         raise ValueError(f"run file {source}: no usable checkpoint ({'; '.join(problems)})")
     return None
+
+
+def _is_one(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value == 1
 
 
 def _first_line(exc: BaseException) -> str:
@@ -666,14 +1036,28 @@ def compare_runs(path_a: str | os.PathLike, path_b: str | os.PathLike, *,
     name; structural differences (missing variable, dtype, trailing shape) count as row -1.
     With ``rtol == atol == 0`` values must be bit-identical (NaN equals NaN, -0.0 != 0.0);
     otherwise ``numpy.isclose`` decides. Root attributes and the checkpoint are ignored.
+    Raises NotARunFile if either file lacks the run-file layout.
     """
     with h5py.File(path_a, "r") as fa, h5py.File(path_b, "r") as fb:
+        for path, f in ((path_a, fa), (path_b, fb)):
+            if not is_run_layout(f):
+                raise NotARunFile(f"{path}: not a blinasim run file (no timeseries/time_h dataset)")
         for top in _GROUPS_COMPARED:
             for group in sorted(_group_paths(fa, top) | _group_paths(fb, top)):
                 found = _compare_group(fa, fb, group, rtol, atol)
                 if found is not None:
                     return found
     return None
+
+
+class NotARunFile(ValueError):
+    """An HDF5 file that is not a run file."""
+
+
+def is_run_layout(f: h5py.File) -> bool:
+    """Whether an open HDF5 file has the run-file layout (a ``timeseries/time_h`` column)."""
+    group = f.get("timeseries")
+    return isinstance(group, h5py.Group) and isinstance(group.get("time_h"), h5py.Dataset)
 
 
 def _group_paths(f: h5py.File, top: str) -> set[str]:
@@ -716,7 +1100,8 @@ def _describe(ds: h5py.Dataset | None) -> str:
 def _compare_dataset(a: h5py.Dataset | None, b: h5py.Dataset | None, rtol: float, atol: float,
                      limit: int | None) -> tuple[int, Any, Any] | None:
     """``(row, value_a, value_b)`` of the first difference before ``limit``, or None."""
-    if a is None or b is None or a.dtype != b.dtype or a.shape[1:] != b.shape[1:]:
+    if (a is None or b is None or a.shape is None or b.shape is None or a.dtype != b.dtype
+            or a.ndim != b.ndim or a.shape[1:] != b.shape[1:]):
         return -1, _describe(a), _describe(b)
     if a.ndim == 0:
         x, y = a[()], b[()]

@@ -47,22 +47,39 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
     """Read a run file's time series, kills per target kind and infusions.
 
     The infusions are those recorded (``infusion_ug_per_day``, which shows interruptions)
-    when the run has them, else those of its scenario's schedule.
+    when the run has them, else those of its scenario's schedule. A file that is missing,
+    not HDF5, truncated or damaged, or not laid out as a run file is refused with VizError.
     """
     path = Path(path)
-    if not path.is_file() or not h5py.is_hdf5(path):
+    if not _is_file(path) or not h5py.is_hdf5(path):
         raise VizError(f"{path}: no such HDF5 run file")
-    with h5py.File(path, "r") as f:
-        if "timeseries" not in f:
-            raise VizError(f"{path}: not a blinasim run file (no timeseries group)")
-        group = f["timeseries"]
-        data = {name: np.asarray(group[name][...], dtype=float) for name in group}
-        meta = {name: (str(group[name].attrs.get("units", "")), str(group[name].attrs.get("long_name", "")))
-                for name in group}
-        data.update(_kills_by_kind(f, data["time_h"]))
-    rate = data.get("infusion_ug_per_day")
-    periods = _schedule(path) if rate is None else recorded_infusions(data["time_h"], rate)
+    try:
+        with h5py.File(path, "r") as f:
+            group = f.get("timeseries")
+            if not isinstance(group, h5py.Group) or not isinstance(group.get("time_h"), h5py.Dataset):
+                raise VizError(f"{path}: not a blinasim run file (no timeseries/time_h dataset)")
+            rows = group["time_h"].shape
+            data, meta = {}, {}
+            for name, ds in group.items():
+                if not isinstance(ds, h5py.Dataset) or ds.shape != rows or len(rows) != 1 \
+                        or ds.dtype.kind not in "iuf":
+                    raise VizError(f"{path}: timeseries/{name} is not a number per time_h row")
+                data[name] = np.asarray(ds[...], dtype=float)
+                meta[name] = (str(ds.attrs.get("units", "")), str(ds.attrs.get("long_name", "")))
+            data.update(_kills_by_kind(f, data["time_h"]))
+        rate = data.get("infusion_ug_per_day")
+        periods = _schedule(path) if rate is None else recorded_infusions(data["time_h"], rate)
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        lines = str(exc).splitlines()
+        raise VizError(f"{path}: not a readable run file ({lines[0] if lines else type(exc).__name__})") from None
     return Run(path, label or path.stem, data, meta, periods)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long, or with a NUL
+        return False
 
 
 def _kills_by_kind(f: h5py.File, time_h: np.ndarray) -> dict[str, np.ndarray]:
@@ -200,25 +217,54 @@ def build_parser() -> Parser:
     return p
 
 
+MAX_DPI = 1200
+
+
 def _plot(args) -> int:
+    for path in args.runs:  # every input is checked before the output name is worked out
+        if not _is_file(path):
+            raise VizError(f"{path}: no such HDF5 run file")
     out = args.out or args.runs[0].with_suffix(".png")
     if out.suffix.lower() not in FORMATS:
         raise VizError(f"{out}: unknown figure format; use {', '.join(FORMATS)}")
-    if not out.parent.is_dir():
+    if not _is_dir(out.parent):
         raise VizError(f"{out}: directory {out.parent} does not exist")
+    if _is_dir(out):
+        raise VizError(f"{out} is a directory, not a figure file name")
+    if not 1 <= args.dpi <= MAX_DPI:
+        raise VizError(f"--dpi: expected 1 to {MAX_DPI}, got {args.dpi}")
     cohorts = [path for path in args.runs if is_cohort_file(path)]
     if cohorts:
         if len(args.runs) > 1:
             raise VizError(f"{cohorts[0]} is a cohort file; plot it on its own")
-        plot_cohort(cohorts[0], title=args.title).savefig(out, dpi=args.dpi)
-        print(f"wrote {out}")
-        return 0
-    runs = [load_run(path) for path in args.runs]
-    names = [n.strip() for group in args.vars for n in group.split(",") if n.strip()] or list(FIGURE_PANELS)
-    fig = plot_runs(runs, resolve_panels(names, runs), title=args.title)
-    fig.savefig(out, dpi=args.dpi)
+        try:
+            fig = plot_cohort(cohorts[0], title=args.title)
+        except (OSError, RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+            raise VizError(f"{cohorts[0]}: not a readable cohort file ({_first_line(exc)})") from None
+    else:
+        runs = [load_run(path) for path in args.runs]
+        names = [n.strip() for group in args.vars for n in group.split(",") if n.strip()] or list(FIGURE_PANELS)
+        fig = plot_runs(runs, resolve_panels(names, runs), title=args.title)
+    try:
+        fig.savefig(out, dpi=args.dpi)
+    except OSError as exc:
+        raise VizError(f"{out}: cannot write the figure ({exc.strerror or _first_line(exc)})") from None
+    except (ValueError, RuntimeError) as exc:  # e.g. a title that is not valid mathtext
+        raise VizError(f"{out}: cannot draw the figure ({_first_line(exc)})") from None
     print(f"wrote {out}")
     return 0
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
