@@ -228,7 +228,8 @@ class BlinaModel(mesa.Model):
         effector = t_cell & (pop.regulatory == 0)
         row.update({
             "t_cells": float(np.count_nonzero(t_cell)),
-            "t_armed_fraction": np.count_nonzero(effector & (pop.granules >= self.scenario.lysis.units_per_hit)) / max(1, int(effector.sum())),
+            "t_armed_fraction": np.count_nonzero(effector & (pop.armed_step != NEVER) & (pop.armed_step <= self.steps))
+                                / max(1, int(effector.sum())),
             "t_exhausted_fraction": np.count_nonzero(t_cell & (pop.exhaustion >= 0.5)) / n_t,
             "t_exhaustion_mean": float(pop.exhaustion[t_cell].mean()) if n_t else 0.0,
             "t_dividing": float(np.count_nonzero(t_cell & (pop.destiny != NEVER) & (pop.generation < pop.destiny))),
@@ -307,7 +308,7 @@ VARIABLE_META = {
     "neurotox_index": ("1", "neurotoxicity index 0-1 from CNS T cells and serum cytokines"),
     "blood_treg_per_ul": ("cells/uL", "regulatory T cells in blood"),
     "t_cells": ("cells", "live T cells, all compartments"),
-    "t_armed_fraction": ("1", "share of effector T cells holding granules for a hit"),
+    "t_armed_fraction": ("1", "share of effector T cells that are armed (carry or synthesise cytotoxic granules)"),
     "t_exhausted_fraction": ("1", "share of T cells with exhaustion >= 0.5"),
     "t_exhaustion_mean": ("1", "mean exhaustion (PD-1, TIM-3, LAG-3) of T cells"),
     "t_dividing": ("cells", "T cells with divisions of their programme still to make"),
