@@ -6,6 +6,7 @@ plain line is printed every 15 s instead. A closed or broken stderr never stops 
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -33,13 +34,24 @@ class _Bar(tqdm):
 
 def _terminal_bar(total: float, initial: float, stream, clock, delay: float, unit: str,
                   bar_format: str, postfix: str | None = None) -> tqdm:
+    size = _size(stream)
     bar = _Bar(total=total, initial=initial, file=stream, unit=unit, bar_format=bar_format,
-               postfix=postfix, delay=delay, mininterval=TERMINAL_EVERY_S, miniters=0, smoothing=0, dynamic_ncols=True,
-               leave=True, disable=False)
+               postfix=postfix, delay=delay, mininterval=TERMINAL_EVERY_S, miniters=0, smoothing=0,
+               ncols=size[0], nrows=size[1], leave=True, disable=False)
     # tqdm times itself with its own clock; use ours (a fake one in the tests)
     bar._time = clock
     bar.start_t = bar.last_print_t = clock()
     return bar
+
+
+def _size(stream) -> tuple[int | None, int | None]:
+    """(columns, lines) of the terminal, 80 x 24 where it reports none (e.g. under `script`,
+    where tqdm would draw nothing); (None, None) when unknown (tqdm then decides)."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, ValueError, OSError):
+        return None, None
+    return size.columns or 80, size.lines or 24
 
 
 def _plain_bar(done: float) -> str:
