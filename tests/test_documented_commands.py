@@ -327,8 +327,11 @@ class Reader:
         out = Path(self.dir, build_parser().parse_args(argv[1:]).out)
         for leftover in (out, out.with_name(out.name + ".partial")):
             leftover.unlink(missing_ok=True)
+        # a background job (e.g. a CI runner's) ignores SIGINT, and so would the run: Ctrl-C
+        # reaches a run started from a terminal with SIGINT at its default
         proc = subprocess.Popen([sys.executable, "-m", "blinasim", *argv[1:]], cwd=self.dir,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 300
         while not out.with_name(out.name + ".partial").exists() and proc.poll() is None:
             assert time.monotonic() < deadline, "the run never started writing"
