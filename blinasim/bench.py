@@ -716,7 +716,7 @@ def parser(prog: str = "blinasim bench") -> argparse.ArgumentParser:
     p.add_argument("--no-profile", dest="profile", action="store_false",
                    help="skip the per-process profile of the largest dish")
     p.add_argument("--pg-per-ml", type=float, default=DISH_PG_PER_ML, help="dish drug concentration")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="seed of the runs (default 1)")
     p.add_argument("--from-json", type=Path, metavar="FILE",
                    help="do not measure: print the records of an earlier --out FILE again")
     p.add_argument("--quick", action="store_true",

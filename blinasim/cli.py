@@ -41,6 +41,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"blinasim: error: {message} (see '{self.prog} --help')\n")
 
 
+class _HelpParser(_Parser):
+    """A parser whose epilog is made only when the help is shown (``epilog_from``)."""
+
+    def __init__(self, *args, epilog_from=None, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.epilog_from = epilog_from
+
+    def format_help(self) -> str:
+        if self.epilog_from is not None:
+            self.epilog = self.epilog_from()
+        return super().format_help()
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Fills paragraphs of descriptions and epilogs; keeps lines indented by two spaces as written."""
+
+    def _fill_text(self, text, width, indent):
+        paragraphs = []
+        for paragraph in text.strip("\n").split("\n\n"):
+            lines = paragraph.splitlines()
+            if any(line.startswith("  ") for line in lines):  # a list such as "examples:\n  ..."
+                paragraphs.append("\n".join(indent + line for line in lines))
+            else:
+                paragraphs.append(super()._fill_text(paragraph, width, indent))
+        return "\n\n".join(paragraphs)
+
+
 _positive_int = whole_number_at_least(1)
 _non_negative_int = whole_number_at_least(0)
 _hours = positive_number("hours")
@@ -67,64 +95,140 @@ def _seed(text: str) -> int:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=_positive_int, default=1,
-                   help="threads of the compiled kernels (results do not depend on it)")
+    p.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+                   help="threads of the compiled kernels (default 1; results do not depend on it)")
     p.add_argument("--quiet", action="store_true", help="no progress display or summary")
     p.add_argument("--checkpoint-every", type=_hours, metavar="HOURS", default=None,
                    help="store the full state in the run file every HOURS of simulated time "
-                        "(rounded up to whole recording intervals)")
+                        "(rounded up to whole recording intervals), so that 'blinasim resume' "
+                        "can continue an interrupted run from there")
+
+
+RUN_DESCRIPTION = """\
+Run a scenario into one HDF5 run file and print what happened: the marrow response at the
+day-29 assessment (complete remission, MRD), B-cell depletion in blood, T cells, the drug
+level, the peak CRS grade, neurotoxicity, infusion interruptions and the kills.
+
+The file is written as FILE.partial and renamed to FILE when the run ends. Ctrl-C (or
+SIGTERM/SIGHUP) stops the run and keeps what was recorded (complete=0); with
+--checkpoint-every, 'blinasim resume FILE' continues it."""
+
+RUN_EPILOG = """\
+examples:
+  blinasim run standard_cycle --out standard_cycle.h5
+  blinasim run high_burden --seed 7 --set pk.volume_l=4.35 --out hb.h5
+  blinasim run standard_cycle --set duration_h=168 --out first_week.h5
+
+'blinasim scenarios' lists the bundled scenarios; docs/scenarios.md describes every field."""
+
+COHORT_DESCRIPTION = """\
+Run a cohort of seeded virtual patients (one base scenario, covariates drawn per patient)
+on Dask and score clinical endpoints for each: complete remission and MRD response at the
+assessment, relapse, CD19-negative relapse, CRS, neurotoxicity, B-cell depletion and T-cell
+expansion. Results stream into one HDF5 cohort file with the rates and 95% intervals;
+rerunning the same command continues an interrupted cohort (docs/cohorts.md)."""
+
+
+def _cohort_epilog() -> str:
+    from blinasim.scenario import bundled_cohorts
+    cohorts = bundled_cohorts()
+    width = max(map(len, cohorts), default=0)
+    listing = "\n".join(f"  {name:<{width}}  {text}" for name, text in cohorts.items()) or "  (none)"
+    return (f"bundled cohorts (or give the path of a cohort YAML file):\n{listing}\n\n"
+            "examples:\n"
+            "  blinasim cohort cohort_mrd --patients 40 --workers 2 --out mrd.h5\n"
+            "  blinasim cohort cohort_mrd --patient 7 --out p7.h5")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="blinasim", description="Agent-based simulator of blinatumomab therapy in B-ALL.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from blinasim import __version__  # the installed package's version (importlib.metadata)
+    parser = _HelpParser(prog="blinasim", description="Agent-based simulator of blinatumomab therapy in B-ALL.",
+                         epilog="'blinasim COMMAND --help' describes a command. Documentation: README.md and docs/.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print the version of blinasim and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_HelpParser)
 
-    run = sub.add_parser("run", help="run a scenario into an HDF5 run file")
-    run.add_argument("scenario", help="path of a YAML scenario, or the name of a bundled one")
-    run.add_argument("--seed", type=_seed, default=None, help="seed of the random streams (default: the scenario's)")
-    run.add_argument("--out", type=Path, default=None, help="run file to write (default: NAME_seedN.h5)")
+    run = sub.add_parser("run", help="run a scenario into an HDF5 run file",
+                         description=RUN_DESCRIPTION, epilog=RUN_EPILOG)
+    run.add_argument("scenario", metavar="SCENARIO", help="path of a YAML scenario, or the name of a bundled one "
+                                      "('blinasim scenarios' lists them)")
+    run.add_argument("--seed", type=_seed, default=None, metavar="N",
+                     help="seed of the random streams (default: the scenario's); the same scenario "
+                          "and seed give the same results")
+    run.add_argument("--out", type=Path, default=None, metavar="FILE",
+                     help="run file to write (default: NAME_seedN.h5 in the current directory)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                     help="override a scenario field, e.g. --set pk.volume_l=4.35 (repeatable)")
-    run.add_argument("--force", action="store_true", help="replace an existing run file")
+                     help="override a scenario field, e.g. --set pk.volume_l=4.35 or "
+                          "--set duration_h=168 (repeatable; docs/scenarios.md)")
+    run.add_argument("--force", action="store_true", help="replace an existing run file (and FILE.partial)")
     run.add_argument("--snapshot-every", type=_hours, metavar="HOURS", default=None,
                      help="record every live cell (group 'snapshots') every HOURS of simulated time")
     _add_run_options(run)
 
-    resume = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
-    resume.add_argument("file", type=Path, help="the run file (or its name when only FILE.partial is left)")
+    resume = sub.add_parser(
+        "resume", help="continue an interrupted run from its last checkpoint",
+        description="Continue a run stopped by Ctrl-C, a signal or a kill from its last checkpoint "
+                    "(see 'run --checkpoint-every'), into the same file, and print the summary of "
+                    "the whole run. A run without a checkpoint starts again from the beginning with "
+                    "the scenario and seed stored in the file.")
+    resume.add_argument("file", type=Path, metavar="FILE",
+                        help="the run file (or its name when only FILE.partial is left after a kill)")
     _add_run_options(resume)
 
-    sub.add_parser("scenarios", help="list the bundled scenarios")
+    sub.add_parser("scenarios", help="list the bundled scenarios and cohorts",
+                   description="List the bundled scenarios (for run, show, live and serve), then the "
+                               "bundled cohorts (for cohort), each with the first sentence of its "
+                               "description.")
     for name, (_module, text) in DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)
 
-    show = sub.add_parser("show", help="print a fully resolved scenario")
-    show.add_argument("scenario")
-    show.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    show = sub.add_parser(
+        "show", help="print a fully resolved scenario",
+        description="Print a scenario with every field resolved: its base scenarios merged, the "
+                    "defaults filled in and the --set overrides applied. The YAML printed loads "
+                    "again as a scenario file.")
+    show.add_argument("scenario", metavar="SCENARIO", help="path of a YAML scenario, or the name of a bundled one")
+    show.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                      help="override a scenario field, as for 'blinasim run' (repeatable)")
 
-    cohort = sub.add_parser("cohort", help="run a cohort of virtual patients on Dask into an HDF5 cohort file")
-    cohort.add_argument("cohort", help="path of a cohort YAML file, or the name of a bundled one")
-    cohort.add_argument("--patients", type=_positive_int, default=None, help="number of patients (default: the file's)")
-    cohort.add_argument("--out", type=Path, default=None, help="cohort file to write or continue (default: NAME.h5)")
+    cohort = sub.add_parser("cohort", help="run a cohort of virtual patients on Dask into an HDF5 cohort file",
+                            description=COHORT_DESCRIPTION, epilog_from=_cohort_epilog)
+    cohort.add_argument("cohort", metavar="COHORT", help="path of a cohort YAML file, or the name of a bundled one (below)")
+    cohort.add_argument("--patients", type=_positive_int, default=None, metavar="N",
+                        help="number of patients (default: the file's)")
+    cohort.add_argument("--out", type=Path, default=None, metavar="FILE",
+                        help="cohort file to write or continue (default: NAME.h5)")
     where = cohort.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_positive_int, default=None,
+    where.add_argument("--workers", type=_positive_int, default=None, metavar="K",
                        help="worker processes of a local Dask cluster (default: one per core)")
     where.add_argument("--scheduler", metavar="ADDRESS", default=None,
                        help="use the running Dask scheduler at ADDRESS (e.g. tcp://host:8786) instead")
     cohort.add_argument("--force", action="store_true", help="replace an existing --out instead of continuing it")
     cohort.add_argument("--quiet", action="store_true", help="no progress display or summary")
     cohort.add_argument("--patient", type=_non_negative_int, metavar="I", default=None,
-                        help="instead of the cohort, write patient I's full run file (--out, default NAME_patientI.h5)")
+                        help="instead of the cohort, write patient I's full run file "
+                             "(--out, default NAME_patientI.h5) and print its summary")
 
-    verify = sub.add_parser("verify", help="rerun a run file's scenario and seed and check every dataset matches")
-    verify.add_argument("file", type=Path)
-    verify.add_argument("--threads", type=_positive_int, default=1)
+    verify = sub.add_parser(
+        "verify", help="rerun a run file's scenario and seed and check every dataset matches",
+        description="Rerun the scenario stored in a run file with its seed (and snapshot interval) "
+                    "in a temporary file and compare every dataset with the file's. Exit code 0 "
+                    "when all match, 1 with the first difference.")
+    verify.add_argument("file", type=Path, metavar="FILE", help="the run file to check")
+    verify.add_argument("--threads", type=_positive_int, default=1, metavar="N",
+                        help="threads of the rerun (default 1; results do not depend on it)")
 
-    compare = sub.add_parser("compare", help="report the first difference between two run files (or two cohort files)")
-    compare.add_argument("a", type=Path)
-    compare.add_argument("b", type=Path)
-    compare.add_argument("--rtol", type=_tolerance, default=0.0, help="relative tolerance (default: bit-identical)")
-    compare.add_argument("--atol", type=_tolerance, default=0.0, help="absolute tolerance")
+    compare = sub.add_parser(
+        "compare", help="report the first difference between two run files (or two cohort files)",
+        description="Compare two run files dataset by dataset and report the first differing "
+                    "dataset, variable, row and time, or 'no differences'. Two cohort files are "
+                    "compared bit for bit, timings aside. Exit code 0 when they match, 1 otherwise.")
+    compare.add_argument("a", type=Path, metavar="A", help="the first run (or cohort) file")
+    compare.add_argument("b", type=Path, metavar="B", help="the second run (or cohort) file")
+    compare.add_argument("--rtol", type=_tolerance, default=0.0, metavar="X",
+                         help="relative tolerance of run files (default 0: bit-identical)")
+    compare.add_argument("--atol", type=_tolerance, default=0.0, metavar="X",
+                         help="absolute tolerance of run files (default 0)")
     return parser
 
 

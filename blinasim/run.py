@@ -37,6 +37,7 @@ from blinasim.runfile import (Column, Difference, NotARunFile, RunWriter, WriteF
                               read_attrs)
 from blinasim.scenario import LoadedScenario, ScenarioError, load_scenario_text
 from blinasim.schema import CELL_KINDS
+from blinasim.summary import RunSummary
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -83,35 +84,6 @@ class _Stopped(Exception):
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    path: Path
-    seed: int
-    simulated_h: float
-    wall_s: float
-    final: dict[str, float]
-    resumed_from_h: float | None = None
-
-    def lines(self) -> list[str]:
-        f = self.final
-        out = [f"wrote {self.path}"]
-        resumed = ""
-        if self.resumed_from_h == 0.0:
-            resumed = " (no checkpoint: restarted from the beginning)"
-        elif self.resumed_from_h is not None:
-            resumed = f" (resumed at day {self.resumed_from_h / 24:.2f})"
-        out.append(f"simulated {self.simulated_h / 24:.2f} days in {self.wall_s:.1f} s "
-                   f"(seed {self.seed}){resumed}")
-        for name, label, fmt in (("blood_b_per_ul", "blood B cells", "{:.3g} /uL"),
-                                 ("blood_t_per_ul", "blood T cells", "{:.4g} /uL"),
-                                 ("marrow_blast_fraction", "marrow blasts", "{:.3%}"),
-                                 ("blasts", "blasts", "{:.0f}"),
-                                 ("kills_cumulative", "kills", "{:.0f}")):
-            if np.isfinite(f.get(name, np.nan)):
-                out.append(f"  {label:<14} {fmt.format(f[name])}")
-        return out
 
 
 def library_versions() -> str:

@@ -183,7 +183,23 @@ def _bundled_names() -> list[str]:
 def bundled_cohorts() -> dict[str, str]:
     """Bundled cohort names (cohort_*.yaml) with the first sentence of their description."""
     names = sorted(path.stem for path in _bundled_dir().glob(f"{COHORT_PREFIX}*.yaml"))
-    return {name: _summary(name) for name in names}
+    return {name: _cohort_summary(name) for name in names}
+
+
+def _cohort_summary(name: str) -> str:
+    """First sentence of a bundled cohort's description, read from its YAML.
+
+    A cohort is not a scenario, so the scenario loader cannot read it; checking a cohort
+    (blinasim.cohort.spec) needs this module's list of bundled cohorts, so it is not done here.
+    """
+    try:
+        fields = yaml.load(_read_text(bundled_path(name)), Loader=_Loader)
+    except ScenarioError as err:
+        return f"(does not load: {err.message})"
+    except yaml.YAMLError as err:
+        return f"(does not load: {_one_line(str(err))})"
+    description = fields.get("description") if isinstance(fields, dict) else None
+    return _first_sentence(description) if isinstance(description, str) else "(no description)"
 
 
 def _bundled_list() -> str:
@@ -196,6 +212,10 @@ def _summary(name: str) -> str:
         description = load_scenario(bundled_path(name)).scenario.description
     except ScenarioError as err:
         return f"(does not load: {err.message})"
+    return _first_sentence(description)
+
+
+def _first_sentence(description: str) -> str:
     return " ".join(description.split()).split(". ")[0].removesuffix(".")
 
 

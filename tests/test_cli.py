@@ -339,17 +339,27 @@ def test_progress_display_on_a_terminal():
     assert stream.getvalue() == ""  # quiet during the first seconds
     clock.now += 2.0
     progress.update(1440, 4321)
-    line = stream.getvalue()
-    assert line.startswith("\r[############------------] day   1.00/2.00 | 4,321 cells | ")
-    assert "0.33 sim-days/s" in line and "ETA     3 s" in line
+    line = stream.getvalue()  # tqdm's bar, redrawn in place
+    assert line.startswith("\r 50%|") and "| day 1.00/2.00 [00:03<00:03,  0.33 sim-days/s, 4,321 cells]" in line
     clock.now += 0.1
     progress.update(1450, 4300)  # redrawn at most every 0.5 s
     assert stream.getvalue() == line
     clock.now += 1.0
     progress.close()  # the final state, then a new line
     final = stream.getvalue()[len(line):]
-    assert final.startswith("\r[############------------] day   1.01/2.00 | 4,300 cells | ")
+    assert final.startswith("\r 50%|") and "| day 1.01/2.00 " in final and "4,300 cells" in final
     assert final.endswith("\n") and final.count("\n") == 1
+
+    resumed, clock = FakeTerminal(), FakeClock()
+    progress = Progress(1440, 1.0, stream=resumed, clock=clock, start_step=720)  # resumed half-way
+    clock.now += 3.0
+    progress.update(1080, 10)
+    assert "day 0.75/1.00 [00:03<00:03,  0.08 sim-days/s, 10 cells]" in resumed.getvalue()  # since the resume
+    short = FakeTerminal()
+    progress = Progress(1440, 1.0, stream=short, clock=FakeClock())
+    progress.update(1440, 10)
+    progress.close()
+    assert short.getvalue() == ""  # nothing at all for a run that ends within the first seconds
 
 
 def test_progress_display_in_a_log_and_disabled():

@@ -35,3 +35,14 @@ def test_cohorts_md_reference_is_up_to_date():
     assert text[start:end] + "\n" == render_cohort_reference(), (
         "docs/cohorts.md is stale: replace its generated part with "
         "blinasim.cohort.reference.render_cohort_reference()")
+
+
+def test_every_command_is_documented():
+    import argparse
+
+    from blinasim.cli import build_parser
+    text = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    undocumented = [name for name in commands if f"blinasim {name}" not in text]
+    assert not undocumented, f"commands missing from README.md and docs/: {undocumented}"
+    assert "blinasim --version" in text
