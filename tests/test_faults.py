@@ -148,7 +148,7 @@ class SmallDisk:
 def test_disk_full_stops_at_once_keeps_the_checkpoint_and_resume_continues(small, reference, tmp_path,
                                                                           monkeypatch, capsys):
     out = tmp_path / "full.h5"
-    disk = SmallDisk(4 << 20)
+    disk = SmallDisk(16 << 20)   # room for the first checkpoints, not for the 12-h run
     monkeypatch.setattr(runfile, "reserve_space", disk)
     steps = []
     original = BlinaModel.step
