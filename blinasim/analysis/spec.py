@@ -143,9 +143,18 @@ class Base:
 
 # --------------------------------------------------------------------------- reading
 
+def bundled_dir() -> pathlib.Path:
+    """Where the bundled analysis examples are (scenarios/analysis, package blinasim.scenarios)."""
+    from blinasim.scenario import _bundled_dir
+    return _bundled_dir() / "analysis"
+
+
 def read_spec(source: str, kind: str):
-    """(root node, text, file) of a spec file; a missing file is a one-line error."""
+    """(root node, text, file) of a spec file, or of a bundled example by name (without .yaml);
+    a missing file is a one-line error."""
     path = pathlib.Path(source)
+    if not path.is_file() and (bundled_dir() / f"{source}.yaml").is_file():
+        path = bundled_dir() / f"{source}.yaml"
     if not path.is_file():
         raise ScenarioError(str(source), 1, "(file)", f"no such {kind} file")
     text = read_yaml_text(path)
