@@ -475,9 +475,10 @@ def run_calibration(spec: CalibrationSpec, data: list[DataRow], data_text: str, 
     db = pathlib.Path(out)
     ident = calibration_identity(spec, data)
     total = generations or spec.settings.generations
-    for name in ("pyabc", "ABC", "Sampler", "History", "Distance", "Epsilon", "Acceptor", "Population"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("ABC").setLevel(logging.ERROR)
+    import pyabc  # noqa: F401 - sets its loggers' levels on import; quieten them after
+    for name in list(logging.root.manager.loggerDict):
+        if name == "ABC" or name.startswith(("ABC.", "pyabc")):
+            logging.getLogger(name).setLevel(logging.WARNING)
     with StopFlag() as flag:
         flag = stop or flag
         history = _history_state(db, ident, force)
@@ -512,7 +513,7 @@ def _abc(spec, data, db: pathlib.Path, ident: str, history, generations: int, da
             print(f"{what}: {n} accepted of {evaluations} evaluations ({time.perf_counter() - started:.0f} s)",
                   file=sys.stderr, flush=True)
 
-    sampler = seeded_sampler(dask.client, spec.settings.seed, flag, BATCH[spec.base.kind] // 25 or 1, report)
+    sampler = seeded_sampler(dask.client, spec.settings.seed, flag, BATCH[spec.base.kind] // 5 or 1, report)
     abc = ABCSMC(model, prior(spec.parameters), ZDistance(tuple(row.sd for row in data)),
                  population_size=ConstantPopulationSize(spec.settings.population), sampler=sampler)
     if history is None:

@@ -173,8 +173,8 @@ def predictive_figure(result, out) -> pathlib.Path:
         if result.x_log(readout):
             ax.set_xscale("log")
         ax.legend(fontsize=7)
-    fig.suptitle(f"{result.name}: posterior predictive (median, 5-95% of {0 if predictive is None else len(predictive)} "
-                 f"draws) and the data (+- sd)", fontsize=10)
+    fig.suptitle(f"{result.name}: posterior predictive (line: median, band: 5-95% of "
+                 f"{0 if predictive is None else len(predictive)} draws)\nand the data (+- sd)", fontsize=9)
     fig.tight_layout()
     out = pathlib.Path(out)
     fig.savefig(out, dpi=110)
