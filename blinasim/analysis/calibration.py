@@ -251,8 +251,7 @@ def abc_name(parameter: Parameter) -> str:
 
 def to_value(parameter: Parameter, x: float) -> float:
     """A model value from its ABC coordinate (log10 for log-scale priors), rounded when whole."""
-    value = 10.0 ** x if parameter.kind in LOG_KINDS else float(x)
-    return float(math.floor(value + 0.5)) if parameter.whole else value
+    return parameter.rounded(10.0 ** x if parameter.kind in LOG_KINDS else float(x))
 
 
 def prior(parameters: dict[str, Parameter]):
@@ -468,9 +467,10 @@ def _history_state(db: pathlib.Path, ident: str, force: bool):
 def run_calibration(spec: CalibrationSpec, data: list[DataRow], data_text: str, out, *,
                     workers: int | None = None, scheduler: str | None = None, force: bool = False,
                     quiet: bool = False, command_line: str = "", data_file: str = "",
-                    generations: int | None = None, stop=None) -> pathlib.Path:
+                    generations: int | None = None, stop=None, on_generation=None) -> pathlib.Path:
     """Run (or continue) the ABC-SMC into OUT.db, then write OUT.h5 with the posterior
-    predictive. Returns the OUT.h5 path. `stop` replaces the signal flag (tests)."""
+    predictive. Returns the OUT.h5 path. `stop` replaces the signal flag and
+    `on_generation(t, accepted, evaluations)` is called after each generation (tests)."""
     from blinasim.run import StopFlag
     db = pathlib.Path(out)
     ident = calibration_identity(spec, data)
@@ -486,7 +486,7 @@ def run_calibration(spec: CalibrationSpec, data: list[DataRow], data_text: str, 
         dask = Dask(None if scheduler else (workers or default_workers()), scheduler)
         try:
             if done_t + 1 < total and not _converged(history, spec):
-                _abc(spec, data, db, ident, history, total - (done_t + 1), dask, flag, quiet)
+                _abc(spec, data, db, ident, history, total - (done_t + 1), dask, flag, quiet, on_generation)
             return write_summary(spec, data, data_text, data_file, db, ident, dask, flag, quiet, command_line)
         finally:
             dask.close()
@@ -500,7 +500,8 @@ def _converged(history, spec) -> bool:
     return bool(len(eps)) and float(eps.epsilon.iloc[-1]) <= spec.settings.minimum_epsilon
 
 
-def _abc(spec, data, db: pathlib.Path, ident: str, history, generations: int, dask, flag, quiet: bool) -> None:
+def _abc(spec, data, db: pathlib.Path, ident: str, history, generations: int, dask, flag, quiet: bool,
+         on_generation=None) -> None:
     from pyabc import ABCSMC
     from pyabc.populationstrategy import ConstantPopulationSize
     model = row_model(spec, data)
@@ -508,6 +509,8 @@ def _abc(spec, data, db: pathlib.Path, ident: str, history, generations: int, da
     started = time.perf_counter()
 
     def report(t, n, evaluations):
+        if on_generation is not None:
+            on_generation(t, n, evaluations)
         if not quiet:
             what = "prior sample (initial threshold)" if t < 0 else f"generation {t}"
             print(f"{what}: {n} accepted of {evaluations} evaluations ({time.perf_counter() - started:.0f} s)",
@@ -770,6 +773,9 @@ def main(argv: list[str]) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else 2
+    from blinasim.analysis.sensitivity import extras_installed
+    if not extras_installed("pyabc"):
+        return 2
     try:
         spec = load_calibration(args.spec)
         data, text, data_file = load_data(spec, args.data)

@@ -239,13 +239,18 @@ class SensitivityRun:
 
 def run_sensitivity(spec: SensitivitySpec, out, *, workers: int | None = None, scheduler: str | None = None,
                     force: bool = False, quiet: bool = False, command_line: str = "",
-                    on_result=None) -> SensitivityRun:
-    """Run every simulation not yet in `out`, then (re)compute the indices."""
+                    on_result=None, stop=None) -> SensitivityRun:
+    """Run every simulation not yet in `out`, then (re)compute the indices.
+
+    `on_result(result)` is called after each run is stored; `stop` replaces the signal
+    flag (an object whose `signum` turns from None to a signal number: tests).
+    """
     from blinasim.run import StopFlag
     out = pathlib.Path(out)
     started = time.perf_counter()
     attrs = _attrs(spec, command_line)
-    with StopFlag() as stop:
+    with StopFlag() as flag:
+        stop = stop or flag
         f = _open_existing(out, force, attrs["identity"])
         try:
             if f is None or np.any(f["runs/status"][...] == PENDING) or np.any(f["runs/status"][...] == FAILED):
@@ -457,6 +462,16 @@ def summary_lines(path) -> list[str]:
 
 # --------------------------------------------------------------------------- command line
 
+def extras_installed(*modules: str) -> bool:
+    """Whether the analysis libraries import; if not, says how to install them (one line)."""
+    import importlib.util
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"blinasim: error: {', '.join(missing)} not installed; install the extra: "
+              f"pip install 'blinasim[analysis]'", file=sys.stderr)
+    return not missing
+
+
 def build_parser() -> argparse.ArgumentParser:
     from blinasim.arguments import whole_number_at_least
     from blinasim.cli import _Parser
@@ -484,6 +499,8 @@ def main(argv: list[str]) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else 2
+    if not extras_installed("SALib"):
+        return 2
     try:
         spec = load_sensitivity(args.spec, samples=args.samples, replicates=args.replicates)
         out = args.out or pathlib.Path(f"{spec.name}.h5")

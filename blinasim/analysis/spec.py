@@ -51,7 +51,7 @@ class Parameter:
     args: tuple[tuple[str, float], ...]
     low: float = -math.inf
     high: float = math.inf
-    whole: bool = False  # a whole-number field: values are rounded (floor(x + 0.5))
+    whole: bool = False  # a whole-number field: values are rounded (see `rounded`)
 
     def ppf(self, u: float) -> float:
         """The value at quantile `u` of the distribution (u in [0, 1])."""
@@ -91,8 +91,15 @@ class Parameter:
 
     def value(self, u: float) -> float:
         """The model input at quantile u: the quantile, rounded for whole-number fields."""
-        x = self.ppf(u)
-        return float(math.floor(x + 0.5)) if self.whole else x
+        return self.rounded(self.ppf(u))
+
+    def rounded(self, x: float) -> float:
+        """A whole-number field's value: x to the nearest whole number, kept within the
+        whole numbers of the range ([0.5, 3.5] gives 1, 2 and 3, each a third of the time)."""
+        if not self.whole:
+            return float(x)
+        low, high = self.ppf(0.0), self.ppf(1.0)
+        return float(min(max(math.floor(x + 0.5), math.ceil(low)), math.floor(high)))
 
     def support(self) -> tuple[float, float]:
         return self.ppf(0.0), self.ppf(1.0)
