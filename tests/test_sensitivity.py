@@ -202,3 +202,38 @@ def test_the_bundled_examples_load():
     for name in ("sensitivity_dish", "sensitivity_blood"):
         spec = load_sensitivity(name)
         assert spec.base.kind == "scenario" and spec.readouts
+
+
+def test_with_a_cohort_the_replicates_are_its_patients(tmp_path, scheduler):
+    write(tmp_path, "wells.yaml", textwrap.dedent("""\
+        scenario: dish
+        seed: 9
+        patients: 3
+        series_every_h: 1
+        set: {duration_h: 1, compartments.well.width_um: 400, compartments.well.height_um: 400}
+        endpoints: {assessment_day: 1}
+        covariates:
+          treg_fraction_of_cd4: {distribution: uniform, low: 0, high: 0.3}
+    """))
+    spec = write(tmp_path, "spec.yaml", textwrap.dedent("""\
+        cohort: wells.yaml
+        method: morris
+        samples: 2
+        replicates: 3
+        parameters:
+          lysis.hit_interval_min: [4, 16]
+          synapse.contact_radius_um: [7, 13]
+        readouts:
+          lysis: {observable: count_well_blast, at_h: 1, transform: loss}
+          crs_rate: {statistic: endpoint, endpoint: crs_grade_any}
+    """).replace("crs_grade_any", "neurotox_event"))
+    out = tmp_path / "cohort.h5"
+    done = run_sensitivity(load_sensitivity(spec), out, scheduler=scheduler, quiet=True)
+    assert (done.done, done.failed) == (18, 0)
+    data = read_sensitivity(out)
+    from blinasim.cohort.patient import draw_patient
+    from blinasim.cohort.spec import load_cohort
+    cohort = load_cohort(tmp_path / "wells.yaml")
+    assert list(data["runs"]["replicate_seed"]) == [draw_patient(cohort, r).seed for r in range(3)]
+    assert all("treg_fraction_of_cd4=" in o for o in data["runs"]["replicate_overrides"])
+    assert set(np.unique(data["runs"]["readouts"]["crs_rate"])) <= {0.0, 1.0}

@@ -73,15 +73,16 @@ class SensitivitySpec:
         return model_ref(self.base, self.parameters, stop_time(readouts), observables_needed(readouts))
 
     def identity(self) -> str:
+        cohort = self.base.cohort.identity(self.settings.replicates) if self.base.cohort is not None else ""
         return identity(FORMAT_VERSION, self.settings, {k: v for k, v in self.parameters.items()},
-                        self.readouts, self.base.kind, self.base.name, self.base.base_yaml, self.base.fixed)
+                        self.readouts, self.base.kind, self.base.name, self.base.base_yaml, self.base.fixed, cohort)
 
 
 def load_sensitivity(source, *, samples: int | None = None, replicates: int | None = None) -> SensitivitySpec:
     """Load and check a sensitivity spec; `samples`/`replicates` override the file's."""
     root, text, file = read_spec(source, "sensitivity spec")
     entries = dict(root.value)
-    base = load_base(entries, root, file)
+    base = load_base(entries, root, file, cohort_allowed=True)
     parameters_node, readouts_node = entries.pop("parameters", None), entries.pop("readouts", None)
     settings = build_settings(SensitivitySettings, root, entries)
     changes = {"name": settings.name or pathlib.Path(file).stem}
@@ -135,9 +136,16 @@ def point_values(spec: SensitivitySpec, unit: np.ndarray) -> np.ndarray:
     return np.array([[p.value(u) for p, u in zip(spec.parameters.values(), row)] for row in unit])
 
 
-def replicate_seeds(spec: SensitivitySpec) -> np.ndarray:
-    """Replicate r's simulation seed: stream (r,) of the spec's SeedSequence."""
-    return np.array([seed_of(spec.settings.seed, r) for r in range(spec.settings.replicates)], dtype=np.int64)
+def replicates(spec: SensitivitySpec) -> list[tuple[int, tuple[str, ...], str]]:
+    """(seed, overrides, problem) of each replicate. Replicate r's seed is stream (r,) of the
+    spec's SeedSequence; with a cohort, replicate r is cohort patient r (its covariates as
+    overrides, its seed), so the replicate means are cohort means and rates."""
+    cohort = spec.base.cohort
+    if cohort is None:
+        return [(seed_of(spec.settings.seed, r), (), "") for r in range(spec.settings.replicates)]
+    from blinasim.cohort.patient import draw_patient
+    draws = [draw_patient(cohort, r) for r in range(spec.settings.replicates)]
+    return [(d.seed, d.overrides, d.problem) for d in draws]
 
 
 # --------------------------------------------------------------------------- the file
@@ -179,7 +187,8 @@ def _attrs(spec: SensitivitySpec, command_line: str) -> dict:
 
 def _create(path: pathlib.Path, spec: SensitivitySpec, attrs: dict) -> h5py.File:
     unit = design(spec)
-    seeds = replicate_seeds(spec)
+    reps = replicates(spec)
+    seeds = np.array([seed for seed, _, _ in reps], dtype=np.int64)
     f = h5py.File(path, "w", track_order=True)
     f.attrs.update(attrs)
     f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "complete": 0, "created": _now(),
@@ -193,6 +202,8 @@ def _create(path: pathlib.Path, spec: SensitivitySpec, attrs: dict) -> h5py.File
     runs = f.create_group("runs", track_order=True)
     shape = (unit.shape[0], len(seeds))
     runs.create_dataset("replicate_seed", data=seeds)
+    runs.create_dataset("replicate_overrides", data=np.array(["\n".join(o) for _, o, _ in reps], dtype=object),
+                        dtype=_STR).attrs["long_name"] = "a cohort patient's scenario overrides (PATH=VALUE lines)"
     runs.create_dataset("status", data=np.zeros(shape, dtype=np.int8)).attrs["flags"] = "pending,done,failed"
     runs.create_dataset("error", shape=shape, dtype=_STR)
     values = runs.create_group("readouts", track_order=True)
@@ -275,7 +286,7 @@ def run_sensitivity(spec: SensitivitySpec, out, *, workers: int | None = None, s
 def _run(spec: SensitivitySpec, f: h5py.File, dask, stop, quiet: bool, on_result) -> int:
     status = f["runs/status"][...]
     values = f["design/values"][...]
-    seeds = f["runs/replicate_seed"][...]
+    reps = replicates(spec)
     names = list(spec.parameters)
     model = spec.model()
     readouts = dict(spec.readouts)
@@ -285,7 +296,7 @@ def _run(spec: SensitivitySpec, f: h5py.File, dask, stop, quiet: bool, on_result
     prefix = spec.identity()[:12]
 
     def submit(client, batch):
-        work = [((p, r), dict(zip(names, values[p].tolist())), int(seeds[r])) for p, r in batch]
+        work = [((p, r), dict(zip(names, values[p].tolist())), *reps[r]) for p, r in batch]
         p, r = batch[0]
         return client.submit(run_points, work, model, readouts, key=f"sens-{p}-{r}-{prefix}", pure=False)
 

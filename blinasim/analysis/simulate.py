@@ -17,15 +17,17 @@ from blinasim.analysis.spec import ModelRef, Readout, format_value
 from blinasim.analysis.toys import TOYS
 
 
-def simulate(model: ModelRef, values: Mapping[str, float], seed: int) -> dict[str, np.ndarray]:
-    """The series (``time_h`` and the model's needed observables) of one run."""
+def simulate(model: ModelRef, values: Mapping[str, float], seed: int,
+             overrides: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The series (``time_h`` and the model's needed observables) of one run; `overrides`
+    (a cohort patient's) come before the parameter values, which win."""
     if model.kind == "toy":
         toy = TOYS[model.name]
         return toy.function(toy.defaults | dict(model.fixed) | dict(values), seed)
     from blinasim.model import BlinaModel
     from blinasim.run import record_every_steps
     from blinasim.scenario import load_scenario_text
-    overrides = [f"{path}={format_value(v, path in model.whole)}" for path, v in values.items()]
+    overrides = [*overrides, *(f"{path}={format_value(v, path in model.whole)}" for path, v in values.items())]
     loaded = load_scenario_text(model.base_yaml, f"{model.name} (analysis point)", overrides)
     sim = BlinaModel(loaded.scenario, seed=seed, threads=1)
     every = record_every_steps(sim)
@@ -99,11 +101,13 @@ class RunResult:
 
 
 def run_point(key: tuple, model: ModelRef, values: Mapping[str, float], seed: int,
-              readouts: Mapping[str, Readout]) -> RunResult:
+              readouts: Mapping[str, Readout], overrides: tuple[str, ...] = (), problem: str = "") -> RunResult:
     """Simulate and compute every read-out; errors come back as a result, never raised."""
     started = time.perf_counter()
     try:
-        series = simulate(model, values, seed)
+        if problem:
+            raise ValueError(problem)
+        series = simulate(model, values, seed, overrides)
         out = {name: readout_value(r, series, model) for name, r in readouts.items()}
     except Exception as exc:  # noqa: BLE001 - one failing point must not stop the analysis
         lines = str(exc).splitlines()
@@ -113,8 +117,10 @@ def run_point(key: tuple, model: ModelRef, values: Mapping[str, float], seed: in
 
 
 def run_points(batch: list, model: ModelRef, readouts: Mapping[str, Readout]) -> list[RunResult]:
-    """`run_point` for each (key, values, seed) of a batch (toys run hundreds per task)."""
-    return [run_point(key, model, values, seed, readouts) for key, values, seed in batch]
+    """`run_point` for each (key, values, seed, overrides, problem) of a batch (toys run
+    hundreds per task)."""
+    return [run_point(key, model, values, seed, readouts, overrides, problem)
+            for key, values, seed, overrides, problem in batch]
 
 
 BATCH = {"toy": 250, "scenario": 1}

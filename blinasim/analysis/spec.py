@@ -146,6 +146,7 @@ class Base:
     duration_h: float
     observables: tuple[str, ...]
     leaves: dict  # scenario field path -> default value (numbers only); toy defaults
+    cohort: Any = None  # a CohortSpec when the model is a cohort's patients
 
 
 # --------------------------------------------------------------------------- reading
@@ -199,23 +200,49 @@ def _jsonable(value: Any) -> Any:
 
 # --------------------------------------------------------------------------- the model
 
-def load_base(entries: dict, root, file: str) -> Base:
-    """The spec's model: `scenario` (with `set`) or `toy` (with `set`); pops both from entries."""
+def load_base(entries: dict, root, file: str, *, cohort_allowed: bool = False) -> Base:
+    """The spec's model: `scenario` (with `set`), `toy` (with `set`) or, where allowed,
+    `cohort` (its patients are the replicates); pops them from entries."""
     scenario_node, toy_node = entries.pop("scenario", None), entries.pop("toy", None)
+    cohort_node = entries.pop("cohort", None) if cohort_allowed else None
     set_node = entries.pop("set", None)
-    if (scenario_node is None) == (toy_node is None):
-        raise error_at(scenario_node or toy_node or root, "scenario",
-                       "give exactly one of scenario (a bundled name or a path) and toy (a registered toy model)")
+    given = [node for node in (scenario_node, toy_node, cohort_node) if node is not None]
+    if len(given) != 1:
+        kinds = "scenario (a bundled name or a path), toy (a registered toy model)" + \
+            (" and cohort (a cohort file: its patients are the replicates)" if cohort_allowed else "")
+        raise error_at(max(given, key=lambda node: node.line) if given else root, "scenario",
+                       f"give exactly one of {kinds}")
     if toy_node is not None:
         return _toy_base(toy_node, set_node)
+    if cohort_node is not None:
+        return _cohort_base(cohort_node, set_node, file)
     if not isinstance(scenario_node.value, str) or not scenario_node.value:
         raise error_at(scenario_node, "scenario", f"expected a scenario name or path, got {describe_value(scenario_node.value)}")
     loaded = _load_base(scenario_node.value, scenario_node, file, set_node)
     s = loaded.scenario
+    return Base("scenario", scenario_node.value, loaded.resolved_yaml, (), s.duration_h, _observables(s),
+                _numeric_leaves(scenario_to_dict(s)))
+
+
+def _observables(s) -> tuple[str, ...]:
     from blinasim.model import VARIABLE_META
-    counts = [f"count_{name}_{kind}" for name in s.compartments for kind in CELL_KINDS]
-    return Base("scenario", scenario_node.value, loaded.resolved_yaml, (), s.duration_h,
-                tuple(VARIABLE_META) + tuple(counts), _numeric_leaves(scenario_to_dict(s)))
+    return tuple(VARIABLE_META) + tuple(f"count_{name}_{kind}" for name in s.compartments for kind in CELL_KINDS)
+
+
+def _cohort_base(node, set_node, file: str) -> Base:
+    from blinasim.cohort.spec import load_cohort
+    from blinasim.scenario import bundled_cohorts, find_yaml
+    if set_node is not None:
+        raise error_at(set_node, "set", "with a cohort, put fixed changes in the cohort file's own set:")
+    name = node.value
+    path = find_yaml(name, pathlib.Path(file).parent, bundled=list(bundled_cohorts())) if isinstance(name, str) else None
+    if path is None:
+        raise error_at(node, "cohort", f"no cohort file {describe_value(name)} next to the spec and no bundled "
+                                       f"cohort of that name ({', '.join(bundled_cohorts())})")
+    cohort = load_cohort(path)
+    s = cohort.base.scenario
+    return Base("cohort", name, cohort.base.resolved_yaml, (), s.duration_h, _observables(s),
+                _numeric_leaves(scenario_to_dict(s)), cohort)
 
 
 def _toy_base(toy_node, set_node) -> Base:
@@ -252,11 +279,11 @@ def _unknown(key: str, names: list[str], what: str) -> str:
     return f"not a {what}{hint}"
 
 
-def model_ref(base: Base, parameters: dict[str, Parameter], stop_h: float, observables: set[str],
-              rules: EndpointRules = EndpointRules()) -> ModelRef:
+def model_ref(base: Base, parameters: dict[str, Parameter], stop_h: float, observables: set[str]) -> ModelRef:
     whole = frozenset(p.path for p in parameters.values() if p.whole)
-    return ModelRef(base.kind, base.name, base.base_yaml, base.fixed, whole, stop_h,
-                    tuple(sorted(observables)), rules)
+    rules = base.cohort.settings.endpoints if base.cohort is not None else EndpointRules()
+    kind = "toy" if base.kind == "toy" else "scenario"
+    return ModelRef(kind, base.name, base.base_yaml, base.fixed, whole, stop_h, tuple(sorted(observables)), rules)
 
 
 # --------------------------------------------------------------------------- parameters
@@ -266,17 +293,17 @@ def load_parameters(node, base: Base, section: str = "parameters") -> dict[str, 
     if node is None or not isinstance(node.value, dict) or not node.value:
         got = "nothing" if node is None else describe_value(node.value)
         raise error_at(node if node is not None else _nowhere(base), section,
-                       f"expected a mapping of {'scenario field paths' if base.kind == 'scenario' else 'toy parameters'} "
+                       f"expected a mapping of {'toy parameters' if base.kind == 'toy' else 'scenario field paths'} "
                        f"to ranges or distributions, got {got}")
     found = {}
     for path, child in node.value.items():
         where = f"{section}.{path}"
         if path not in base.leaves:
-            what = "numeric scenario field" if base.kind == "scenario" else f"parameter of toy {base.name}"
+            what = f"parameter of toy {base.name}" if base.kind == "toy" else "numeric scenario field"
             raise error_at(child, where, _unknown(path, list(base.leaves), what))
-        whole = base.kind == "scenario" and isinstance(base.leaves[path], int)
+        whole = base.kind != "toy" and isinstance(base.leaves[path], int)
         parameter = _parameter(child, path, where, whole)
-        if base.kind == "scenario":
+        if base.kind != "toy":
             _check_values(parameter, base, child, where)
         found[path] = parameter
     return found
@@ -360,7 +387,7 @@ def load_readouts(node, base: Base, *, times_from_data: bool = False) -> dict[st
         readout = build_section(Readout, child, where)
         entries = child.value
         if readout.statistic == "endpoint":
-            if base.kind != "scenario" or not readout.endpoint:
+            if base.kind == "toy" or not readout.endpoint:
                 raise error_at(child, f"{where}.endpoint", "statistic endpoint needs a scenario model and an endpoint "
                                                          f"({', '.join(ENDPOINT_NAMES)})")
         elif readout.observable not in base.observables:
