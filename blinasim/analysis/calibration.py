@@ -165,7 +165,6 @@ def load_data(spec: CalibrationSpec, source=None) -> tuple[list[DataRow], str, s
 
 
 def parse_data(spec: CalibrationSpec, text: str, file: str) -> list[DataRow]:
-    lines = [line for line in text.splitlines()]
     rows = list(csv.reader(io.StringIO(text)))
     numbered = [(i + 1, row) for i, row in enumerate(rows) if row and not row[0].lstrip().startswith("#")]
     if not numbered:

@@ -29,7 +29,7 @@ from blinasim import __version__
 from blinasim.analysis.execute import Dask, RunProgress, default_workers, stream
 from blinasim.analysis.simulate import BATCH, RunResult, run_points, seed_of
 from blinasim.analysis.spec import (Base, Parameter, Readout, build_settings, identity, load_base, load_parameters,
-                                    load_readouts, model_ref, observables_needed, read_spec, spec_plain, stop_time)
+                                    load_readouts, model_ref, observables_needed, read_spec, stop_time)
 from blinasim.scenario import ScenarioError, error_at
 from blinasim.schema import param
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from blinasim.analysis.toys import TOYS
 from blinasim.cohort.endpoints import ENDPOINT_NAMES, SERIES_NEEDED, EndpointRules
-from blinasim.cohort.spec import _load_base, _plain
+from blinasim.cohort.spec import _load_base
 from blinasim.scenario import (ScenarioError, build_section, describe_value, error_at, load_scenario_text,
                                read_yaml_text, read_yaml_tree, scenario_to_dict)
 from blinasim.schema import CELL_KINDS, param
@@ -423,7 +423,3 @@ def observables_needed(readouts) -> set[str]:
         names |= set(SERIES_NEEDED) if r.statistic == "endpoint" else {r.observable}
     return names
 
-
-def spec_plain(node) -> Any:
-    """A spec node as plain data (for the resolved record of a spec)."""
-    return _plain(node)
