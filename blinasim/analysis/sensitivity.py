@@ -285,6 +285,9 @@ def run_sensitivity(spec: SensitivitySpec, out, *, workers: int | None = None, s
 
 def _run(spec: SensitivitySpec, f: h5py.File, dask, stop, quiet: bool, on_result) -> int:
     status = f["runs/status"][...]
+    errors = f["runs/error"].asstr()[...].astype(object)
+    outputs = {name: f["runs/readouts"][name][...] for name in spec.readouts}
+    wall = f["timing/wall_s"][...]
     values = f["design/values"][...]
     reps = replicates(spec)
     names = list(spec.parameters)
@@ -310,16 +313,22 @@ def _run(spec: SensitivitySpec, f: h5py.File, dask, stop, quiet: bool, on_result
         for result in results:
             p, r = result.key
             status[p, r] = DONE if result.ok else FAILED
-            f["runs/status"][p, r] = status[p, r]
-            f["runs/error"][p, r] = result.error
+            errors[p, r] = result.error
             for name, value in result.values.items():
-                f["runs/readouts"][name][p, r] = value
-            f["timing/wall_s"][p, r] = result.wall_s
+                outputs[name][p, r] = value
+            wall[p, r] = result.wall_s
+        rows = slice(min(p for p, _ in batch), max(p for p, _ in batch) + 1)  # a batch is a run of points
+        f["runs/status"][rows] = status[rows]
+        f["runs/error"][rows] = errors[rows]
+        for name in outputs:
+            f["runs/readouts"][name][rows] = outputs[name][rows]
+        f["timing/wall_s"][rows] = wall[rows]
+        f.attrs["updated"] = _now()
+        f.flush()  # everything of the batch is on disk before its runs count as stored
+        for result in results:
             progress.update(result.ok)
             if on_result is not None:
                 on_result(result)
-        f.attrs["updated"] = _now()
-        f.flush()
 
     def kept() -> str:
         return f"{int(np.count_nonzero(status == DONE))} of {status.size} runs are stored in {f.filename}"
