@@ -107,10 +107,20 @@ def test_an_interrupted_calibration_resumes_to_the_same_populations(decay, refer
     out = tmp_path / "resumed.db"
     stop = StopAfterGeneration0()
     with pytest.raises(AnalysisInterrupted):
-        run_calibration(spec, data, text, out, workers=1, quiet=True, stop=stop, on_generation=stop.seen)
+        run_calibration(spec, data, text, out, scheduler=scheduler, quiet=True, stop=stop, on_generation=stop.seen)
     from pyabc import History
     assert History(f"sqlite:///{out}").max_t == 0
     run_calibration(spec, data, text, out, scheduler=scheduler, quiet=True)
+    assert_same(reference, out.with_suffix(".h5"))
+
+
+@pytest.mark.slow
+def test_one_worker_gives_the_populations_of_two(decay, reference, tmp_path):
+    """A new single-worker cluster (slow: its worker imports pyABC afresh)."""
+    spec = load_calibration(decay)
+    data, text, _ = load_data(spec)
+    out = tmp_path / "one.db"
+    run_calibration(spec, data, text, out, workers=1, quiet=True)
     assert_same(reference, out.with_suffix(".h5"))
 
 
@@ -156,7 +166,7 @@ def test_bad_data_rows_are_refused_in_one_line(decay, tmp_path, capsys, text, li
 BAD_SPECS = [
     (DECAY.replace("truth: {amplitude: 100, rate: 0.3}", "truth: {amplitude: 100, speed: 0.3}"),
      12, "truth.speed", "not a calibrated parameter"),
-    (DECAY.replace("  amplitude: [50, 150]", "  amplitude: [150, 50]"), 7, "parameters.amplitude",
+    (DECAY.replace("  amplitude: [50, 150]", "  amplitude: [150, 50]"), 8, "parameters.amplitude",
      "high must be more than low"),
     (DECAY.replace("population: 40", "population: 1"), 4, "population", "1 is out of range"),
     ("scenario: dish\nparameters:\n  lysis.hit_interval_min: [2, 30]\nconditions:\n  a: {lysis.hit_interval_min: 3}\n"
