@@ -199,8 +199,10 @@ def distance_figure(result, out) -> pathlib.Path:
     a.legend(fontsize=7)
     b.plot(g, result.acceptance, "o-")
     b.set_xlabel("generation")
-    b.set_ylabel("acceptance rate")
-    b.set_yscale("log")
+    b.set_ylabel("acceptance rate (accepted / evaluated)")
+    b.set_ylim(0, 1.05)
+    for ax in (a, b):
+        ax.set_xticks(g)
     fig.suptitle(f"{result.name}: distance history", fontsize=10)
     fig.tight_layout()
     out = pathlib.Path(out)
