@@ -91,7 +91,7 @@ def posterior_figure(result, out) -> pathlib.Path:
     plt = _pyplot()
     names = result.parameter_names
     k = len(names)
-    fig, axes = plt.subplots(k, k, figsize=(3.2 * k + 0.5, 3.0 * k), squeeze=False)
+    fig, axes = plt.subplots(k, k, figsize=(max(5.0, 3.2 * k + 0.5), max(3.6, 3.0 * k)), squeeze=False)
     generations = result.generations
     colours = plt.cm.viridis(np.linspace(0.15, 0.9, len(generations)))
     last = generations[-1]
