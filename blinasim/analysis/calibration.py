@@ -376,7 +376,8 @@ class _SeededClient:
         """The cluster belongs to the command, which closes it."""
 
 
-def seeded_sampler(client, seed: int, stop, batch_size: int = 1, report=None):
+def seeded_sampler(client, seed: int, stop, batch_size: int = 1, report=None,
+                   kept: str = "the generations done so far are stored"):
     """A pyABC DaskDistributedSampler whose results depend only on the seed (see the module text)."""
     from pyabc.sampler import DaskDistributedSampler
 
@@ -389,7 +390,7 @@ def seeded_sampler(client, seed: int, stop, batch_size: int = 1, report=None):
 
         def check_stop(self):
             if self.stop_flag is not None and self.stop_flag.signum is not None:
-                raise AnalysisInterrupted(self.stop_flag.signum, "the generations done so far are stored")
+                raise AnalysisInterrupted(self.stop_flag.signum, kept)
 
         def _create_empty_sample(self):
             sample = super()._create_empty_sample()
@@ -515,7 +516,8 @@ def _abc(spec, data, db: pathlib.Path, ident: str, history, generations: int, da
             print(f"{what}: {n} accepted of {evaluations} evaluations ({time.perf_counter() - started:.0f} s)",
                   file=sys.stderr, flush=True)
 
-    sampler = seeded_sampler(dask.client, spec.settings.seed, flag, BATCH[spec.base.kind] // 5 or 1, report)
+    sampler = seeded_sampler(dask.client, spec.settings.seed, flag, BATCH[spec.base.kind] // 5 or 1, report,
+                             f"the generations done so far are stored in {db}")
     abc = ABCSMC(model, prior(spec.parameters), ZDistance(tuple(row.sd for row in data)),
                  population_size=ConstantPopulationSize(spec.settings.population), sampler=sampler)
     if history is None:
@@ -647,7 +649,8 @@ def _predictive(spec, data, population, draws: int, dask, flag, quiet):
         except Exception:  # noqa: BLE001 - a draw the model cannot run stays NaN
             pass
 
-    stream(dask, list(range(draws)), submit, store, flag, lambda: "the ABC generations are stored")
+    stream(dask, list(range(draws)), submit, store, flag,
+           lambda: "the ABC generations are stored; the posterior predictive is simulated again")
     return chosen, seeds, out
 
 
@@ -794,7 +797,7 @@ def main(argv: list[str]) -> int:
         print(f"blinasim: error: {err}", file=sys.stderr)
         return 2
     except AnalysisInterrupted as stop:
-        print(f"blinasim: {stop} in {args.out or spec.name + '.db'}", file=sys.stderr)
+        print(f"blinasim: {stop}", file=sys.stderr)
         return 128 + stop.signum
     made = figures(h5)
     if not args.quiet:
