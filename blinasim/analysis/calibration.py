@@ -439,6 +439,9 @@ def _history_state(db: pathlib.Path, ident: str, force: bool):
     """(max_t, ok) of an existing History for this calibration; refuses another's."""
     if db.is_dir():
         raise CalibrationFileError(f"{db} is a directory, not a file name")
+    if db.suffix == ".h5":
+        raise CalibrationFileError(f"--out {db}: --out names the History database (e.g. NAME.db); "
+                                   f"the summary NAME.h5 is written next to it")
     if not db.parent.is_dir():
         raise CalibrationFileError(f"{db}: directory {db.parent} does not exist")
     if force:
