@@ -25,6 +25,8 @@ DELEGATED = {
     "plot": ("blinasim.viz.figures", "the standard multi-panel figure of run files"),
     "serve": ("blinasim.viz.serve", "the classroom web page (extra 'web')"),
     "bench": ("blinasim.bench", "the performance benchmarks and the plain-Mesa reference"),
+    "sensitivity": ("blinasim.analysis.sensitivity", "global sensitivity analysis (SALib Morris/Sobol) on Dask"),
+    "calibrate": ("blinasim.analysis.calibration", "fit parameters to measurements by ABC-SMC (pyABC) on Dask"),
 }
 """Subcommands whose module parses its own arguments (its main(argv) -> exit code)."""
 
