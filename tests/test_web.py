@@ -369,14 +369,17 @@ def test_slider_values_are_shown_with_units(browser, start_server):
     page = Page(browser)
     page.loaded()
     settings = classroom.settings_for("dish", SMALL_DISH)
-    texts = page.texts()
-    for setting in settings.values():
-        assert setting.readout(setting.value) in texts
-    assert f"Render interval: {classroom.RENDER_INTERVAL} steps ({classroom.RENDER_INTERVAL} simulated min) per picture" in texts
-    assert f"Play interval: {classroom.PLAY_INTERVAL_MS} ms between pictures" in texts
+    readouts = [*(setting.readout(setting.value) for setting in settings.values()),
+                f"Render interval: {classroom.RENDER_INTERVAL} steps ({classroom.RENDER_INTERVAL} simulated min) per picture",
+                f"Play interval: {classroom.PLAY_INTERVAL_MS} ms between pictures"]
+    page.until(lambda: not [r for r in readouts if r not in page.texts()],
+               f"not every slider's value is written on the page: {readouts}")
 
+    def pressed_right_twice():  # two steps of 0.1 ug/day, on the slider under the dose readout
+        page.slider_after("Dose:").send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)
+        return True
+    page.until(pressed_right_twice, "no dose slider to move")
     dose = settings["dose_ug_per_day"]
-    page.slider_after("Dose:").send_keys(Keys.ARROW_RIGHT, Keys.ARROW_RIGHT)  # two steps of 0.1 ug/day
     expected = dose.readout(round(dose.value + 2 * dose.step, 1))
     page.until(lambda: expected in page.texts(), f"the dose readout did not follow the slider to {expected!r}")
     assert page.console_errors() == []

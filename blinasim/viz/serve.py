@@ -20,7 +20,7 @@ import sys
 from blinasim.scenario import load_scenario
 from blinasim.viz import Parser, VizError, run_command
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 GRACE_S = 10.0
 """How long the server may take to shut down before it is killed."""
 
