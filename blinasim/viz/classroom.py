@@ -1,10 +1,10 @@
 """The classroom page: a Solara app on Mesa's model controller (run it with `blinasim serve`).
 
 Sliders set the dose, the E:T ratio, the Treg fraction, the CD19-negative share of blasts
-and the adhesion blockade, each with its value and unit beside it; Reset builds a new model
-from them, Step and play run it. The page shows the spatial view of one compartment and the
-time series as they grow. A slider whose scenario field the model does not have yet is left
-out and named on the page.
+and the adhesion blockade, each with its value and unit written above it; Reset builds a
+new model from them, Step and play run it. The page shows the spatial view of one
+compartment and the time series as they grow. A slider whose scenario field the model does
+not have yet is left out and named on the page.
 
 Each browser tab gets its own model. It steps only while a browser shows the page: when
 the tab loses its connection the model waits (and goes on if the tab reconnects), and when
