@@ -1,9 +1,14 @@
-"""The classroom page: a Mesa SolaraViz app (run it with `blinasim serve`).
+"""The classroom page: a Solara app on Mesa's model controller (run it with `blinasim serve`).
 
 Sliders set the dose, the E:T ratio, the Treg fraction, the CD19-negative share of blasts
-and the adhesion blockade; Reset builds a new model from them, Step and play run it. The
-page shows the spatial view of one compartment and the time series as they grow. A slider
-whose scenario field the model does not have yet is left out and named on the page.
+and the adhesion blockade, each with its value and unit written above it; Reset builds a
+new model from them, Step and play run it. The page shows the spatial view of one
+compartment and the time series as they grow. A slider whose scenario field the model does
+not have yet is left out and named on the page.
+
+Each browser tab gets its own model. It steps only while a browser shows the page: when
+the tab loses its connection the model waits (and goes on if the tab reconnects), and when
+the tab is closed the model stops for good.
 
 The scenario comes from the environment (set by `blinasim serve`): BLINASIM_SCENARIO (a
 bundled name or a path; default dish) and BLINASIM_SET (``--set`` overrides, one a line).
@@ -12,15 +17,20 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import solara
+import solara.util
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from mesa.visualization import Slider, SolaraViz
+from mesa.visualization.solara_viz import ModelController, ShowSteps
+from mesa.visualization.utils import update_counter
 
 from blinasim.model import BlinaModel
 from blinasim.pk import PG_PER_ML_PER_UG_PER_L
@@ -34,7 +44,11 @@ from blinasim.viz.scene import DeathTracker, categories, classify, marker_area, 
 ADHESION_FIELDS = ("interventions.minocycline", "interventions.natalizumab", "interventions.pentosan_polysulfate")
 """Fractions of each adhesion pathway blocked (LFA-1/ICAM-1, VLA-4/VCAM-1, P-selectin)."""
 RENDER_INTERVAL = 5
-"""Model steps per picture (Mesa's "Render Interval" slider; it takes odd values)."""
+"""Model steps per picture at the start (the "Render interval" slider; it takes odd values)."""
+PLAY_INTERVAL_MS = 20
+"""Pause between pictures at the start (the "Play interval" slider)."""
+VIEWER_POLL_S = 0.5
+"""While no browser shows the page, how often its model looks whether one is back."""
 TREG_FIELD = "regulation.treg_fraction_of_cd4"
 CD19NEG_FIELD = "antigen.cd19_negative_fraction"
 
@@ -105,11 +119,31 @@ def overrides_for(s: Scenario, dose: float, et_ratio: float, treg_fraction: floa
     return out
 
 
+def current_kernel():
+    """The solara kernel (one per browser tab) this code runs for, or None outside a page."""
+    try:
+        from solara.server import kernel_context
+    except ImportError:
+        return None
+    return kernel_context.get_current_context() if kernel_context.has_current_context() else None
+
+
+def page_shown(kernel) -> bool | None:
+    """Whether a browser shows `kernel`'s page: True, False (not now, maybe again later), or
+    None (never again: the tab was closed, or the server is shutting down)."""
+    from solara.server.kernel_context import PageStatus
+    if kernel.closed_event.is_set():
+        return None
+    with kernel.lock:
+        return PageStatus.CONNECTED in kernel.page_status.values()
+
+
 class ClassroomModel(BlinaModel):
     """A BlinaModel built from a scenario and the slider values, recording its time series.
 
     The page steps it in one thread and draws it in another: `lock` is held while it steps
-    and while a picture reads it.
+    and while a picture reads it. Made on a page, it belongs to that page's kernel and steps
+    only while a browser shows the page (`await_viewer`).
     """
 
     def __init__(self, scenario: str = "dish", overrides: tuple[str, ...] = (), dose_ug_per_day: float = 5.0,
@@ -119,6 +153,7 @@ class ClassroomModel(BlinaModel):
         sliders = overrides_for(base, dose_ug_per_day, et_ratio, treg_fraction, cd19neg_share, adhesion_blockade)
         super().__init__(load_scenario(scenario, [*overrides, *sliders]).scenario, seed=seed)
         self.lock = threading.Lock()
+        self.kernel = current_kernel()
         self.comp = default_compartment(self)
         self.record_steps = max(1, round(self.scenario.output.record_every_min / self.dt_min))
         self.tracker = DeathTracker(self.pop, self.time_min)
@@ -128,7 +163,28 @@ class ClassroomModel(BlinaModel):
         finite = {k for k, v in first.items() if math.isfinite(v)}
         self.panels = [PANELS[k] for k in LIVE_PANELS if PANELS[k].available(finite)]
 
+    def await_viewer(self) -> bool:
+        """Wait while no browser shows the page; False once none ever will again (always
+        True off a page)."""
+        if self.kernel is None:
+            return True
+        shown, waited, done = page_shown(self.kernel), False, self.steps - 1  # Mesa counted this step
+        while shown is False:
+            if not waited:
+                _log(f"no browser shows the page: its model waits after step {done}")
+                waited = True
+            self.kernel.closed_event.wait(VIEWER_POLL_S)
+            shown = page_shown(self.kernel)
+        if shown is None:
+            _log(f"the page was closed: its model stopped after step {done}")
+        elif waited:
+            _log(f"a browser shows the page again: its model goes on after step {done}")
+        return bool(shown)
+
     def step(self) -> None:
+        if not self.await_viewer():
+            self.running = False
+            raise solara.util.CancelledError()  # ends the page's play thread, quietly
         with self.lock:
             super().step()
             if self.steps % self.record_steps == 0 or self.finished:
@@ -137,6 +193,10 @@ class ClassroomModel(BlinaModel):
                 for key, values in self.history.items():
                     values.append(row.get(key, math.nan))
             self.running = not self.finished
+
+
+def _log(message: str) -> None:
+    print(f"classroom: {message}", file=sys.stderr, flush=True)
 
 
 def space_view(model: ClassroomModel):
@@ -176,7 +236,11 @@ def series_view(model: ClassroomModel):
         draw_panel(ax, panel, [run], hours)
     axes[-1].set_xlabel(xlabel)
     axes[-1].set_xlim(0.0, max(6.0, now_h) / hours)
-    return solara.Column(children=[solara.FigureMatplotlib(fig, format="png"), solara.Markdown(notes(model))])
+    first, *rest = notes(model)
+    name, description = first.split(": ", 1)
+    paragraphs = [solara.v.Html(tag="p", children=[solara.v.Html(tag="b", children=[name]), f": {description}"]),
+                  *(solara.v.Html(tag="p", children=[text]) for text in rest)]
+    return solara.Column(children=[solara.FigureMatplotlib(fig, format="png"), *paragraphs])
 
 
 def missing_sliders() -> list[str]:
@@ -186,39 +250,125 @@ def missing_sliders() -> list[str]:
     return missing + (["adhesion blockade"] if not any(map(schema_has, ADHESION_FIELDS)) else [])
 
 
-def model_params(scenario: str, overrides: tuple[str, ...]) -> dict:
-    """Mesa model parameters: fixed scenario and overrides, a slider per available setting."""
+@dataclass(frozen=True)
+class Setting:
+    """A slider of the page: its range and how its value reads, with its unit."""
+    label: str
+    value: float
+    min: float
+    max: float
+    step: float
+    text: Callable[[float], str]
+
+    def readout(self, value: float) -> str:
+        return f"{self.label}: {self.text(value)}"
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.0f}%"
+
+
+def settings_for(scenario: str, overrides: tuple[str, ...]) -> dict[str, Setting]:
+    """The page's sliders (ClassroomModel's parameters), one per setting the schema has."""
     s = load_scenario(scenario, overrides).scenario
-    params = {"scenario": scenario, "overrides": overrides,
-              "dose_ug_per_day": Slider("Dose (ug/day)", round(dose_of(s), 1), 0.0, 60.0, 0.5),
-              "et_ratio": Slider(f"E:T ratio in {view_compartment(s)}", round(et_ratio_of(s), 2), 0.0, 5.0, 0.01)}
+    where = view_compartment(s)
+
+    def dose_text(dose: float) -> str:
+        if s.pk.model == "fixed":
+            level = float(overrides_for(s, dose, 0.0, 0.0, 0.0, 0.0)[0].split("=")[1])
+            return f"{dose:.1f} ug/day (drug {level:.0f} pg/mL in the {where})"
+        return f"{dose:.1f} ug/day (the largest infusion rate)"
+
+    settings = {"dose_ug_per_day": Setting("Dose", round(dose_of(s), 1), 0.0, 60.0, 0.1, dose_text),
+                "et_ratio": Setting(f"E:T ratio in the {where}", round(et_ratio_of(s), 2), 0.0, 5.0, 0.01,
+                                    lambda v: f"{v:.2f} T cells per blast")}
     if schema_has(TREG_FIELD):
-        params["treg_fraction"] = Slider("Treg fraction of CD4", _get(s, TREG_FIELD), 0.0, 0.5, 0.01)
+        settings["treg_fraction"] = Setting("Tregs", _get(s, TREG_FIELD), 0.0, 0.5, 0.01,
+                                            lambda v: f"{_percent(v)} of CD4 T cells")
     if schema_has(CD19NEG_FIELD):
-        params["cd19neg_share"] = Slider("CD19-negative share of blasts", _get(s, CD19NEG_FIELD), 0.0, 1.0, 0.05)
+        settings["cd19neg_share"] = Setting("CD19-negative blasts", _get(s, CD19NEG_FIELD), 0.0, 1.0, 0.05,
+                                            lambda v: f"{_percent(v)} of blasts")
     present = [p for p in ADHESION_FIELDS if schema_has(p)]
     if present:
-        params["adhesion_blockade"] = Slider("Adhesion blockade", _get(s, present[0]), 0.0, 1.0, 0.1)
-    return params
+        settings["adhesion_blockade"] = Setting("Adhesion blockade", _get(s, present[0]), 0.0, 1.0, 0.1,
+                                                lambda v: f"{_percent(v)} of each pathway blocked")
+    return settings
 
 
-def notes(model: ClassroomModel) -> str:
-    """What the page shows, and the sliders it cannot offer yet (Markdown)."""
+def notes(model: ClassroomModel) -> list[str]:
+    """What the page shows, and the sliders it cannot offer yet: paragraphs, the first
+    'scenario name: description'."""
     missing = missing_sliders()
-    text = f"**{model.scenario.name}**: {model.scenario.description}"
+    text = [f"{model.scenario.name}: {model.scenario.description}"]
     if missing:
-        text += f"\n\nNot in this model yet: {', '.join(missing)}."
-    return text + "\n\nMove a slider, then press Reset to start again with it."
+        text.append(f"Not in this model yet: {', '.join(missing)}.")
+    return [*text, "Move a slider, then press Reset to start again with it."]
 
 
-def page(scenario: str, overrides: tuple[str, ...]):
-    """The SolaraViz element of the page."""
-    params = model_params(scenario, overrides)
-    initial = {k: (v.value if isinstance(v, Slider) else v) for k, v in params.items()}
-    return SolaraViz(ClassroomModel(**initial), components=[space_view, series_view],
-                     model_params=params, name="blinasim classroom", play_interval=20,
-                     render_interval=RENDER_INTERVAL)
-
-
-Page = page(os.environ.get("BLINASIM_SCENARIO", "dish"),
+def scenario_from_env() -> tuple[str, tuple[str, ...]]:
+    """The scenario and overrides `blinasim serve` passes in the environment."""
+    return (os.environ.get("BLINASIM_SCENARIO", "dish"),
             tuple(line for line in os.environ.get("BLINASIM_SET", "").splitlines() if line.strip()))
+
+
+@solara.component
+def LabelledSlider(setting: Setting, value: float, on_value: Callable[[float], None], integer: bool = False):
+    """A slider with its value and unit written above it."""
+    with solara.Column(gap="0px", style={"margin-top": "10px"}):
+        solara.Text(setting.readout(value), style={"font-size": "0.9em"})
+        (solara.SliderInt if integer else solara.SliderFloat)(
+            "", value=value, on_value=on_value, min=setting.min, max=setting.max, step=setting.step)
+
+
+PICTURES_CSS = ".blinasim-pictures img { max-width: 100%; height: auto; }"
+"""The pictures shrink to the width the page gives them (side by side where they fit)."""
+
+
+@solara.component
+def Pictures(model: ClassroomModel):
+    """The spatial view and the time series, redrawn at every picture."""
+    update_counter.get()
+    solara.Style(PICTURES_CSS)
+    with solara.Row(style={"flex-wrap": "wrap", "align-items": "flex-start"}, classes=["blinasim-pictures"]):
+        with solara.Column(style={"flex": "1 1 380px", "min-width": "0"}):
+            space_view(model)
+        with solara.Column(style={"flex": "1.1 1 400px", "min-width": "0"}):
+            series_view(model)
+
+
+@solara.component
+def Page():
+    """The classroom page: controls and sliders in the sidebar, the pictures beside them.
+    Each browser tab (solara kernel) gets its own model."""
+    scenario, overrides = solara.use_memo(scenario_from_env, [])
+    settings = solara.use_memo(lambda: settings_for(scenario, overrides), [])
+    initial = solara.use_memo(lambda: {"scenario": scenario, "overrides": overrides,
+                                       **{k: v.value for k, v in settings.items()}}, [])
+    model = solara.use_reactive(solara.use_memo(lambda: ClassroomModel(**initial), []))
+    parameters = solara.use_reactive(initial)
+    play_interval = solara.use_reactive(PLAY_INTERVAL_MS)
+    render_interval = solara.use_reactive(RENDER_INTERVAL)
+    no_threads = solara.use_reactive(False)  # Mesa's extra drawing thread: not for this page
+    dt_min = model.value.dt_min
+
+    def setter(name):
+        return lambda value: parameters.set({**parameters.value, name: value})
+
+    with solara.AppBar():
+        solara.AppBarTitle("blinasim classroom")
+    with solara.Sidebar(), solara.Column():
+        with solara.Card("Controls"):
+            ModelController(model, model_parameters=parameters, play_interval=play_interval,
+                            render_interval=render_interval, use_threads=no_threads)
+            LabelledSlider(Setting("Render interval", RENDER_INTERVAL, 1, 99, 2,
+                                   lambda v: f"{v:.0f} steps ({v * dt_min:g} simulated min) per picture"),
+                           render_interval.value, render_interval.set, integer=True)
+            LabelledSlider(Setting("Play interval", PLAY_INTERVAL_MS, 10, 500, 10,
+                                   lambda v: f"{v:.0f} ms between pictures"),
+                           play_interval.value, play_interval.set, integer=True)
+        with solara.Card("Model parameters"):
+            for name, setting in settings.items():
+                LabelledSlider(setting, parameters.value[name], setter(name))
+        with solara.Card("Information"):
+            ShowSteps(model.value)
+    Pictures(model.value)
