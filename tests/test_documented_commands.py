@@ -31,6 +31,9 @@ and a scenario with its --set overrides loads):
 
 - `blinasim live` without --save or --measure (opens a window: needs a display) and
   `blinasim serve` (a server for a browser, runs until Ctrl-C);
+- `blinasim sensitivity` and `blinasim calibrate` (hundreds of simulations on Dask:
+  tests/test_sensitivity.py and tests/test_calibration.py run both commands end to end on
+  toy models and small specs);
 - synopses with placeholders (`COHORT.yaml`, `[--patients N]`, `A.h5`): only the
   subcommand and its option names are checked.
 
@@ -247,6 +250,11 @@ class Reader:
         if sub == "serve" or (sub == "live" and "--save" not in argv and "--measure" not in argv):
             check_parses(argv)
             return self.note(command, "parsed (needs a display or a browser)")
+        if sub in ("sensitivity", "calibrate"):
+            check_parses(argv)
+            return self.note(command, "parsed (the bundled analyses take minutes to an hour; "
+                                      "tests/test_sensitivity.py and test_calibration.py run "
+                                      "both commands end to end)")
         if sub == "live" and "--measure" in argv and self.quick:
             check_parses(argv)
             return self.note(command, "parsed (hundreds of frames: as written with -m slow)")
