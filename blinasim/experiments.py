@@ -45,8 +45,8 @@ EXPERIMENTS: dict[str, list[Arm]] = {
     "dose": [Arm(f"{d:g} ug/m2/day", "dose_ranging",
                  (f"schedule.cycles.0.infusions.0.ug_per_day={d * UG_PER_M2_AT_1_73:.4g}",), 7.0)
              for d in (5.0, 15.0, 30.0, 60.0)],
-    # blood T-cell kinetics over two cycles
-    "two_cycles": [Arm("two cycles", "two_cycles", (), 84.0)],
+    # blood T-cell kinetics over cycle 1 and the first two weeks of cycle 2
+    "two_cycles": [Arm("two cycles", "two_cycles", (), 56.0)],
     # marrow clearance at low and high burden, low and high T-cell counts
     "marrow": [Arm("25% blasts", "standard_cycle", (), 7.0),
                Arm("60% blasts", "standard_cycle", ("compartments.marrow.cells_per_ul.blast=600000",), 7.0),

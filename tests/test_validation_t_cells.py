@@ -59,6 +59,8 @@ def test_blood_t_cells_leave_and_return_over_two_cycles():
     day = r["time_h"] / 24
     assert blood[(day > 0.2) & (day < 2)].min() < 0.3             # redistribution on day 1
     assert blood[(day >= 10) & (day <= 14)].mean() > 0.5          # back towards baseline
+    assert blood[(day >= 35) & (day < 42)].mean() > 0.5           # drug-free weeks
+    assert blood[(day > 42) & (day < 44)].min() < 0.5             # cycle 2 starts: a new dip
     # T cells divide during the first days of each cycle without further synapses
     assert r["t_dividing"][(day > 1) & (day < 4)].max() > 100
     assert np.all(np.isfinite(r["t_cells"]))
