@@ -12,6 +12,8 @@ import dataclasses
 import difflib
 import functools
 import importlib.resources
+import json
+import math
 import os
 import pathlib
 import re
@@ -57,16 +59,66 @@ class LoadedScenario:
     origin: str
 
 
+class Yaml11Number(str):
+    """A plain scalar YAML 1.1 reads as a number a person would not expect: 010 (octal 8),
+    0x1F (31), 0b101 (5), 1:30 (base 60: 90), also 08 and 0o17.
+
+    It is text to a text field (a name may be '1:30'); a number field refuses it, saying
+    what YAML 1.1 would have made of it (`note`).
+    """
+
+    @property
+    def note(self) -> str:
+        text = self.replace("_", "")
+        sign, digits = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+        if ":" in digits:
+            value = 0.0
+            for part in digits.split(":"):
+                value = value * 60 + float(part)
+            return f"a base-60 number in YAML 1.1 ({_number(sign * value)})"
+        prefix = digits[:2].lower()
+        for mark, base, name in (("0x", 16, "a hexadecimal"), ("0b", 2, "a binary"), ("0o", 8, "an octal")):
+            if prefix == mark:
+                return f"{name} number ({sign * int(digits[2:] or '0', base)})"
+        if set(digits) <= set("01234567"):
+            return f"an octal number in YAML 1.1 ({sign * int(digits, 8)})"
+        return "a number with a leading zero (octal in YAML 1.1)"
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_YAML11_TAG = "tag:blinasim:yaml11-number"
+_NUMBER_RESOLVERS = (
+    (_INT_TAG, r"[-+]?(?:0|[1-9][0-9_]*)"),
+    (_FLOAT_TAG, r"[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?"),
+    (_FLOAT_TAG, _EXPONENT_FLOAT.pattern.strip("^$")),
+    (_FLOAT_TAG, r"[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"),
+    (_YAML11_TAG, r"[-+]?(?:0[0-9_]+|0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO][0-7_]+"
+                  r"|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?)"),
+)
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads exponent numbers such as 1e-9 and 1.5e3 as floats."""
+    """SafeLoader with numbers read as a person reads them: decimal integers, decimals and
+    exponent forms (1e-9, 1.5e3, .5, 1_000); the YAML 1.1 forms a person would not expect
+    (010, 0x1F, 0b101, 1:30) become :class:`Yaml11Number`, refused by number fields."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _tag, _pattern in _NUMBER_RESOLVERS:
+    _Loader.add_implicit_resolver(_tag, re.compile(f"^(?:{_pattern})$"), list("-+.0123456789"))
+_Loader.add_constructor(_YAML11_TAG, lambda loader, node: Yaml11Number(loader.construct_scalar(node)))
 
 
 class _Dumper(yaml.SafeDumper):
-    """SafeDumper that quotes any text _Loader would read as a number."""
+    """SafeDumper that quotes any text _Loader would read as a number (and every YAML 1.1
+    number form, so that other YAML readers read the resolved file as _Loader does)."""
 
 
-_Loader.add_implicit_resolver(_FLOAT_TAG, _EXPONENT_FLOAT, list("-+0123456789"))
-_Dumper.add_implicit_resolver(_FLOAT_TAG, _EXPONENT_FLOAT, list("-+0123456789"))
+_Dumper.yaml_implicit_resolvers = {
+    first: yaml.SafeDumper.yaml_implicit_resolvers.get(first, []) + _Loader.yaml_implicit_resolvers.get(first, [])
+    for first in {*yaml.SafeDumper.yaml_implicit_resolvers, *_Loader.yaml_implicit_resolvers}}
 
 
 @dataclass(frozen=True)
@@ -154,6 +206,20 @@ def section_docs(cls: type, path: str, title: str) -> str:
 def describe_value(value: Any) -> str:
     """A value as error messages show it (null, true, 2.5, text 'abc', a list, a mapping)."""
     return _describe(value)
+
+
+def value_text(value: Any) -> str:
+    """A value read from YAML as one line of YAML the loader reads back alike (for --set):
+    YAML 1.1 number forms stay plain, so number fields refuse them as they would in a file."""
+    if isinstance(value, Yaml11Number):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(key))}: {value_text(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(value_text(item) for item in value) + "]"
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
+    return json.dumps(value, default=str)
 
 
 def scenario_to_dict(s: Scenario) -> dict:
@@ -292,7 +358,7 @@ class _Reader:
         key = self.read(node, path).value
         if not isinstance(key, str):
             raise self.error(node, path, f"keys must be field names (text), got {_describe(key)}")
-        return key
+        return str(key)
 
     def scalar(self, node: yaml.ScalarNode, path: str) -> Any:
         try:
@@ -470,6 +536,8 @@ def _named(path: str, name: str, node: _Node) -> str:
 def _build_leaf(kind: type, meta: Any, node: _Node, path: str) -> Any:
     """Check a leaf's type, choices and range; ints become floats in float fields."""
     value = node.value
+    if isinstance(value, Yaml11Number) and kind is str:
+        value = str(value)
     if not _has_type(kind, value):
         raise _error(node, path, f"expected {_EXPECTED[kind]}, got {_describe(value)}")
     value = float(value) if kind is float else value
@@ -491,7 +559,7 @@ _EXPECTED = {bool: "true or false", str: "text", int: "a whole number (e.g. 3, n
 def _has_type(kind: type, value: Any) -> bool:
     """Whether `value` suits a `kind` field: no bools as numbers, no floats as ints, no nan/inf."""
     if kind is bool or kind is str:
-        return isinstance(value, kind)
+        return isinstance(value, kind) and not isinstance(value, Yaml11Number)
     is_int = isinstance(value, int) and not isinstance(value, bool)
     if kind is int:
         return is_int
@@ -584,6 +652,8 @@ def _describe(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, Yaml11Number):
+        return f"{_short(str(value))}, {value.note}; write the number in plain decimal"
     if isinstance(value, str):
         return "text " + _short(repr(value))
     if isinstance(value, (int, float)):
@@ -670,7 +740,10 @@ mappings; `schedule.cycles`, `schedule.cycles.N.infusions` and `routes` are list
 
 Whole-number fields (days, hits, `seed`) take YAML integers only: `3`, not `3.0`. Other
 numeric fields take integers or decimals, also in exponent form (`1.5e-9`, `1e6`);
-`.nan` and `.inf` are refused. Keys may appear only once per mapping.
+`.nan` and `.inf` are refused. Numbers that YAML 1.1 reads otherwise than they look are
+refused too (they are text in text fields): a leading zero (`010`, octal 8 in YAML 1.1),
+`0x1F`, `0b101` and base 60 (`1:30`, which YAML 1.1 reads as 90). Keys may appear only
+once per mapping.
 
 ## Inheriting with `base:`
 

@@ -87,6 +87,42 @@ def test_exponent_numbers_without_a_dot_are_floats():
     assert (s.drug.kd_cd19_m, s.drug.kd_cd3_m) == (1e-9, 2e-7)
 
 
+@pytest.mark.parametrize("text, value", [
+    ("1_000", 1000.0), ("+5", 5.0), (".5", 0.5), ("-.5e1", -5.0), ("5.", 5.0), ("00.5", 0.5),
+    ("1.5E+3", 1500.0), ("1.0e-09", 1e-9), ("0", 0.0),
+])
+def test_numbers_read_as_a_person_reads_them(text, value):
+    node = loader.read_yaml_tree(f"x: {text}\n", "s.yaml").value["x"]
+    assert node.value == value and type(node.value) in (int, float)
+
+
+@pytest.mark.parametrize("text, note", [
+    ("1:30", r"a base-60 number in YAML 1\.1 \(90\)"),
+    ("-1:30:00", r"a base-60 number in YAML 1\.1 \(-5400\)"),
+    ("1:30.5", r"a base-60 number in YAML 1\.1 \(90\.5\)"),
+    ("010", r"an octal number in YAML 1\.1 \(8\)"),
+    ("08", r"a number with a leading zero \(octal in YAML 1\.1\)"),
+    ("0x1F", r"a hexadecimal number \(31\)"),
+    ("0b101", r"a binary number \(5\)"),
+    ("0o17", r"an octal number \(15\)"),
+])
+def test_yaml_1_1_number_forms_are_refused_by_number_fields(text, note):
+    expected = rf"expected a finite number, got {re.escape(text)}, {note}; write the number in plain decimal"
+    assert_refused(refusal(f"name: a\nduration_h: {text}\n"), "s.yaml", 2, "duration_h", expected)
+    assert_refused(refusal(VALID, ["seed=2", f"duration_h={text}"]), "--set", 2, "duration_h", expected)
+    whole = rf"expected a whole number \(e\.g\. 3, not 3\.0\), got {re.escape(text)}, {note}; .*"
+    assert_refused(refusal(f"seed: {text}\n"), "s.yaml", 1, "seed", whole)
+
+
+@pytest.mark.parametrize("text", ["1:30", "010", "08", "0x1F", "0b101", "0o17", "'-.5'", "'1e3'", "'yes'"])
+def test_yaml_1_1_number_forms_are_text_in_text_fields_and_stay_quoted(text):
+    loaded = load_scenario_text(VALID.replace("name: test", f"name: {text}"))
+    text = text.strip("'")
+    assert loaded.scenario.name == text and type(loaded.scenario.name) is str
+    assert yaml.safe_load(loaded.resolved_yaml)["name"] == text  # a YAML 1.1 reader agrees
+    assert load_scenario_text(loaded.resolved_yaml).scenario == loaded.scenario
+
+
 def test_range_bounds_are_inclusive_except_open_low():
     assert load_scenario_text(VALID.replace("volume_l: 5.0", "volume_l: 100")).scenario.pk.volume_l == 100.0
     assert load_scenario_text(VALID + "time_step_min: 0.05\noutput: {record_every_min: 10}\n")
