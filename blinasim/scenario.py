@@ -499,22 +499,37 @@ def _child_hint(hint: Any, key: str) -> Any:
     return args[1] if origin is dict else None
 
 
-def _build_section(cls: type, node: _Node, path: str) -> Any:
-    """Check a mapping against a section dataclass and build it."""
+def _build_section(cls: type, node: _Node, path: str, each: tuple | None = None) -> Any:
+    """Check a mapping against a section dataclass and build it; `each` (low, high), if
+    given, is the range of every leaf (see schema.section)."""
     entries = _expect(node, dict, path, "a mapping of fields")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
     for key, child in entries.items():
         if key not in fields:
             raise _error(child, _join(path, key), _unknown_field(key, list(fields)))
-        values[key] = _build_field(fields[key], _hints(cls)[key], child, _join(path, key))
+        values[key] = _build_field(fields[key], _hints(cls)[key], child, _join(path, key), each)
     return cls(**values)
 
 
-def _build_field(field: dataclasses.Field, hint: Any, node: _Node, path: str) -> Any:
+def _each(section_field: dataclasses.Field) -> tuple | None:
+    """(range, unit) that a section field imposes on its leaves (schema.section `each`)."""
+    each = section_field.metadata.get("each")
+    return None if each is None else (each, _doc_unit(section_field.metadata["doc"]))
+
+
+def _leaf_meta(field: dataclasses.Field, each: tuple | None) -> Any:
+    """A leaf's metadata, its range and unit replaced by the enclosing section's `each`."""
+    if each is None:
+        return field.metadata
+    return {**field.metadata, "range": each[0], "open_low": False, "unit": field.metadata["unit"] or each[1]}
+
+
+def _build_field(field: dataclasses.Field, hint: Any, node: _Node, path: str,
+                 each: tuple | None = None) -> Any:
     """Check and build a field's value: a section, a list, a named mapping or a leaf."""
     if dataclasses.is_dataclass(hint):
-        return _build_section(hint, node, path)
+        return _build_section(hint, node, path, _each(field))
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is tuple:
         items = _expect(node, list, path, "a list")
@@ -523,7 +538,7 @@ def _build_field(field: dataclasses.Field, hint: Any, node: _Node, path: str) ->
         entries = _expect(node, dict, path, "a mapping of names to sections")
         return {name: _build_section(args[1], item, _named(path, name, item))
                 for name, item in entries.items()}
-    return _build_leaf(hint, field.metadata, node, path)
+    return _build_leaf(hint, _leaf_meta(field, each), node, path)
 
 
 def _named(path: str, name: str, node: _Node) -> str:
@@ -792,17 +807,18 @@ def render_scenario_docs() -> str:
 _TABLE_HEAD = "\n| Field | Meaning | Unit | Default | Allowed | Source |\n|---|---|---|---|---|---|\n"
 
 
-def _section_docs(cls: type, path: str, title: str, unit: str = "", note: str = "") -> str:
+def _section_docs(cls: type, path: str, title: str, unit: str = "", note: str = "",
+                  each: tuple | None = None) -> str:
     """Markdown of a section: heading, a table of its fields, then its subsections."""
     rows, subsections = [], []
     for field in dataclasses.fields(cls):
         hint, here, doc = _hints(cls)[field.name], _join(path, field.name), field.metadata["doc"]
         if field.metadata.get("section"):
-            subsections.append(_section_docs(hint, here, doc, unit=_doc_unit(doc)))
+            subsections.append(_section_docs(hint, here, doc, unit=_doc_unit(doc), each=_each(field)))
         elif field.metadata.get("collection"):
             subsections.append(_collection_docs(field, hint, here))
         else:
-            rows.append(_field_row(here, field, hint, unit))
+            rows.append(_field_row(here, field, hint, unit, each))
     text = f"\n### `{path}` — {title}\n" if path else f"\n### {title}\n"
     text += f"\n{cls.__doc__}\n" + (f"\n{note}\n" if note else "")
     return text + (_TABLE_HEAD + "".join(rows) if rows else "") + "".join(subsections)
@@ -818,9 +834,10 @@ def _collection_docs(field: dataclasses.Field, hint: Any, path: str) -> str:
     return _section_docs(item, item_path, field.metadata["doc"], note=f"{shape}. Default: `{default}`.")
 
 
-def _field_row(path: str, field: dataclasses.Field, kind: type, unit: str) -> str:
+def _field_row(path: str, field: dataclasses.Field, kind: type, unit: str,
+               each: tuple | None = None) -> str:
     """One Markdown table row: path, meaning, unit, default, allowed values, source."""
-    meta = field.metadata
+    meta = _leaf_meta(field, each)
     if meta["choices"]:
         allowed = ", ".join(f"`{choice!r}`" for choice in meta["choices"])
     else:
