@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from blinasim import compartments
 from blinasim.schema import Scenario, check_consistency
 
 WHOLE_FILE = "(file)"
@@ -386,6 +387,7 @@ def _load(text: str, file: str, chain: tuple[pathlib.Path, ...], overrides: Sequ
         tree = _apply_override(tree, override, index)
     scenario = _build_section(Scenario, tree, "")
     _refuse_inconsistency(scenario, tree, file)
+    _refuse_unrunnable(scenario, tree, file)
     resolved = yaml.dump(scenario_to_dict(scenario), Dumper=_Dumper, sort_keys=False,
                          allow_unicode=True)
     return LoadedScenario(scenario, text, resolved, tuple(overrides), origin)
@@ -601,6 +603,76 @@ def _refuse_inconsistency(scenario: Scenario, tree: _Node, top_file: str) -> Non
     if problems:
         path, message = problems[0]
         raise ScenarioError(*_where_set(tree, path, top_file), path, message)
+
+
+MAX_COEFFICIENT_OF_VARIATION = 100.0
+"""Largest sd / mean of a log-normal receptor distribution (sigma of ln copies ~3, the
+bound of cd19_blast_sigma_log); beyond it (sd / mean)^2 can overflow."""
+
+
+def _refuse_unrunnable(s: Scenario, tree: _Node, top_file: str) -> None:
+    """Refuse, before anything is built, what the model could not hold or compute: more
+    than MAX_CELLS starting cells or nucleated cells, absurd receptor spreads."""
+    r = s.receptors
+    for mean_field, sd_field in (("cd19_b_mean", "cd19_b_sd"), ("cd3_t_mean", "cd3_t_sd")):
+        mean, sd = getattr(r, mean_field), getattr(r, sd_field)
+        if mean > 0 and sd > MAX_COEFFICIENT_OF_VARIATION * mean:
+            path = _explicit_path(tree, f"receptors.{mean_field}", f"receptors.{sd_field}")
+            raise ScenarioError(*_where_set(tree, path, top_file), path,
+                                f"sd {_number(sd)} copies with mean {_number(mean)} copies is a coefficient of "
+                                f"variation of {sd / mean:.3g}; at most {_number(MAX_COEFFICIENT_OF_VARIATION)} "
+                                f"(set the mean to 0 for no receptors)")
+    counts = compartments.initial_counts(s)
+    total = sum(counts.values())
+    if total > compartments.MAX_CELLS:
+        (name, kind), most = max(counts.items(), key=lambda item: item[1])
+        path = _culprit(tree, f"compartments.{name}.cells_per_ul.{kind}", *_sizes(name))
+        raise ScenarioError(*_where_set(tree, path, top_file), path,
+                            f"the scenario would start with {_big(total)} cells ({_big(most)} of them {kind} "
+                            f"in {name}); at most {_big(compartments.MAX_CELLS)} "
+                            f"(~{_big(compartments.MAX_CELLS * compartments.BYTES_PER_CELL / 1e9)} GB): "
+                            f"lower the densities or the compartment sizes")
+    capacities = compartments.nucleated_capacities(s)
+    if sum(capacities.values()) > compartments.MAX_CELLS:
+        name = max(capacities, key=capacities.get)
+        path = _culprit(tree, f"compartments.{name}.nucleated_cells_per_ul", *_sizes(name))
+        raise ScenarioError(*_where_set(tree, path, top_file), path,
+                            f"the compartments would hold {_big(sum(capacities.values()))} nucleated cells "
+                            f"({_big(capacities[name])} here), which blasts can grow into; at most "
+                            f"{_big(compartments.MAX_CELLS)}: lower nucleated_cells_per_ul or the "
+                            f"compartment sizes")
+
+
+def _node_at(tree: _Node, path: str) -> _Node | None:
+    node = tree
+    for part in path.split("."):
+        node = _child(node, part) if node is not None else None
+    return node
+
+
+def _explicit_path(tree: _Node, *paths: str) -> str:
+    """The first of `paths` a file or override set, else the last."""
+    for path in paths:
+        node = _node_at(tree, path)
+        if node is not None and node.explicit:
+            return path
+    return paths[-1]
+
+
+def _sizes(name: str) -> list[str]:
+    return [f"compartments.{name}.{size}" for size in ("width_um", "height_um", "thickness_um")]
+
+
+def _culprit(tree: _Node, *paths: str) -> str:
+    """Of fields whose product is too large, the one the last --set changed, else the first."""
+    overridden = [(node.line, path) for path in paths
+                  if (node := _node_at(tree, path)) is not None and node.explicit and node.file == SET_FILE]
+    return max(overridden)[1] if overridden else paths[0]
+
+
+def _big(n: float) -> str:
+    """A count as people read it: 2,500 or 3e+10."""
+    return f"{n:,.0f}" if n < 1e9 else f"{n:.2g}"
 
 
 def _where_set(tree: _Node, path: str, top_file: str) -> tuple[str, int]:

@@ -233,6 +233,53 @@ def test_consistency_refusals_point_at_the_line_that_set_the_path(text, line, pa
     assert_refused(refusal(text), "s.yaml", line, path, message)
 
 
+BLOOD = "compartments.blood"
+
+
+@pytest.mark.parametrize("overrides, line, path, message", [
+    ([f"{BLOOD}.width_um=1e4", f"{BLOOD}.height_um=1e4", f"{BLOOD}.thickness_um=100", f"{BLOOD}.cells_per_ul.cd8=2e6"],
+     4, f"{BLOOD}.cells_per_ul.cd8",
+     r"the scenario would start with 20,002,050 cells \(20,000,000 of them cd8 in blood\); "
+     r"at most 10,000,000 \(~2 GB\): lower the densities or the compartment sizes"),
+    (["seed=1", f"{BLOOD}.width_um=1e5", f"{BLOOD}.height_um=1e5", f"{BLOOD}.thickness_um=1e4"], 4,
+     f"{BLOOD}.thickness_um", r"the scenario would start with 50,000,050 cells \(30,000,000 of them cd8 in blood\); .*"),
+    (["compartments.marrow.nucleated_cells_per_ul=1e7", "compartments.marrow.width_um=1e5",
+      "compartments.marrow.height_um=1e4"], 3, "compartments.marrow.height_um",
+     r"the compartments would hold 100,000,000 nucleated cells \(100,000,000 here\), which blasts can grow "
+     r"into; at most 10,000,000: lower nucleated_cells_per_ul or the compartment sizes"),
+    (["receptors.cd3_t_mean=1e-300"], 1, "receptors.cd3_t_mean",
+     r"sd 6000 copies with mean 1e-300 copies is a coefficient of variation of 6e\+303; at most 100 "
+     r"\(set the mean to 0 for no receptors\)"),
+    (["receptors={cd19_b_sd: 1e7, cd19_b_mean: 1}"], 1, "receptors.cd19_b_mean", r"sd 10000000 copies .*"),
+])
+def test_scenarios_too_large_or_too_spread_are_refused_before_anything_is_built(overrides, line, path, message):
+    assert_refused(refusal(VALID, overrides), "--set", line, path, message)
+
+
+def test_the_cell_budget_allows_exactly_max_cells_and_no_receptors_with_any_spread():
+    from blinasim.compartments import MAX_CELLS, initial_counts
+    text = ("compartments:\n  a: {width_um: 1e4, height_um: 1e4}\n"  # 1e4 x 1e4 x 10 um = 1 uL
+            "receptors: {cd3_t_mean: 0, cd19_b_mean: 1e-300, cd19_b_sd: 0}\n")
+    s = load_scenario_text(text, "s.yaml", [f"compartments.a.cells_per_ul.cd8={MAX_CELLS}"]).scenario
+    assert sum(initial_counts(s).values()) == MAX_CELLS
+    refusal(text, [f"compartments.a.cells_per_ul.cd8={MAX_CELLS}", "compartments.a.cells_per_ul.cd4=1"])
+
+
+def test_large_runs_get_a_note_with_cells_time_and_memory():
+    from blinasim.compartments import estimate_run, large_run_note
+    small = load_scenario(bundled_path("standard_cycle")).scenario
+    assert large_run_note(small) is None
+    e = estimate_run(small)
+    assert e.cells == 21543 and e.steps == 60480 and e.seconds == pytest.approx(21543 * 60480 * 70e-9)
+    big = load_scenario(bundled_path("dish"), ["compartments.well.width_um=2e4", "compartments.well.height_um=2e4",
+                                               "duration_h=2"]).scenario
+    assert large_run_note(big) == ("note: dish starts with 1,000,000 cells: 120 steps at ~70 ns per cell and "
+                                   "step take about 8 s on one thread, and ~200 MB of memory (more if the "
+                                   "cells multiply)")
+    long = load_scenario(bundled_path("standard_cycle"), ["duration_h=8760"]).scenario  # a year: 13 min
+    assert "21,543 cells: 525,600 steps at ~70 ns per cell and step take about 13.2 min" in large_run_note(long)
+
+
 def test_consistency_refusal_of_an_unset_path_points_at_line_1():
     assert_refused(refusal("# no compartments\nname: a\n"), "s.yaml", 1, "compartments",
                    r"at least one compartment is required")
