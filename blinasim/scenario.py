@@ -857,6 +857,16 @@ creates a compartment); a mapping value merges like a file's would.
     --set schedule.cycles.0.infusions.1.ug_per_day=20
     --set compartments.marrow.cells_per_ul.blast=1000
 
+## Limits
+
+Besides each field's range, a scenario may start with at most {max_cells:,} cells in all
+(density x volume, summed over compartments and kinds; about 2 GB) and its compartments may
+hold at most {max_cells:,} nucleated cells (`nucleated_cells_per_ul` x volume, the room
+blasts grow into). A receptor standard deviation may be at most {max_cv:g} times its mean.
+A run from {large:,} starting cells, or of more than {long_min:g} minutes' stepping at about
+{ns:g} ns per cell and step, is accepted; `blinasim.compartments.large_run_note(scenario)`
+gives a one-line estimate of its time and memory.
+
 ## Errors
 
 Every problem is reported on one line as `FILE:LINE: field.path: what is wrong and what is
@@ -872,7 +882,9 @@ position (1, 2, ...); problems with a file as a whole have the path `(file)`. Ex
 def render_scenario_docs() -> str:
     """The Markdown of docs/scenarios.md, generated from the schema."""
     errors = "\n".join(f"    {message}" for message in EXAMPLE_ERRORS)
-    intro = _DOCS_INTRO.format(example=EXAMPLE_SCENARIO, errors=errors)
+    intro = _DOCS_INTRO.format(example=EXAMPLE_SCENARIO, errors=errors, max_cells=compartments.MAX_CELLS,
+                               max_cv=MAX_COEFFICIENT_OF_VARIATION, large=compartments.LARGE_RUN_CELLS,
+                               long_min=compartments.LONG_RUN_S / 60, ns=compartments.NS_PER_AGENT_STEP)
     return intro + _section_docs(Scenario, "", "Top level")
 
 
