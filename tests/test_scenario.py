@@ -267,17 +267,19 @@ def test_the_cell_budget_allows_exactly_max_cells_and_no_receptors_with_any_spre
 
 def test_large_runs_get_a_note_with_cells_time_and_memory():
     from blinasim.compartments import estimate_run, large_run_note
-    small = load_scenario(bundled_path("standard_cycle")).scenario
+    small = load_scenario_text(VALID).scenario  # 0.01 uL slabs: 3 + 2 + 50 cells, 60,480 steps
     assert large_run_note(small) is None
     e = estimate_run(small)
-    assert e.cells == 21543 and e.steps == 60480 and e.seconds == pytest.approx(21543 * 60480 * 70e-9)
-    big = load_scenario(bundled_path("dish"), ["compartments.well.width_um=2e4", "compartments.well.height_um=2e4",
-                                               "duration_h=2"]).scenario
-    assert large_run_note(big) == ("note: dish starts with 1,000,000 cells: 120 steps at ~70 ns per cell and "
-                                   "step take about 8 s on one thread, and ~200 MB of memory (more if the "
-                                   "cells multiply)")
-    long = load_scenario(bundled_path("standard_cycle"), ["duration_h=8760"]).scenario  # a year: 13 min
-    assert "21,543 cells: 525,600 steps at ~70 ns per cell and step take about 13.2 min" in large_run_note(long)
+    assert (e.cells, e.steps, e.bytes) == (55, 60480, 55 * 200.0)
+    assert e.seconds == pytest.approx(55 * 60480 * 70e-9)
+    dish = "duration_h: 2\ncompartments:\n  a: {width_um: 2e4, height_um: 2e4, cells_per_ul: {cd8: 250000}}\n"
+    assert large_run_note(load_scenario_text(dish, "big.yaml").scenario) == (
+        "note: unnamed starts with 1,000,000 cells: 120 steps at ~70 ns per cell and step take about 8 s on "
+        "one thread, and ~200 MB of memory (more if the cells multiply)")
+    long = "duration_h: 87840\ncompartments:\n  a: {cells_per_ul: {cd8: 1e6}}\n"  # 10,000 cells for 10 years
+    assert large_run_note(load_scenario_text(long, "long.yaml").scenario) == (
+        "note: unnamed starts with 10,000 cells: 5,270,400 steps at ~70 ns per cell and step take about "
+        "61.5 min on one thread, and ~2 MB of memory (more if the cells multiply)")
 
 
 def test_consistency_refusal_of_an_unset_path_points_at_line_1():
