@@ -281,10 +281,19 @@ def _print_summary(summary, quiet: bool) -> None:
         print("\n".join(summary.lines()))
 
 
+def _note_large_run(scenario, quiet: bool) -> None:
+    """One line on stderr before a run of 1e6 cells or ~10 minutes and more."""
+    from blinasim.compartments import large_run_note
+    note = large_run_note(scenario)
+    if note and not quiet:
+        print(f"blinasim: {note}", file=sys.stderr)
+
+
 def cmd_run(args, command_line: str) -> int:
     from blinasim.run import default_out, run_scenario
     from blinasim.scenario import load_scenario
     loaded = load_scenario(args.scenario, args.overrides)
+    _note_large_run(loaded.scenario, args.quiet)
     seed = loaded.scenario.seed if args.seed is None else args.seed
     out = args.out or default_out(loaded.scenario.name, seed)
     summary = run_scenario(loaded, out, seed=seed, force=args.force, threads=args.threads,

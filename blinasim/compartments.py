@@ -6,6 +6,7 @@ networkx DiGraph; each migration route is an edge carrying per-kind rates (1/h).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import networkx as nx
@@ -13,6 +14,99 @@ import numpy as np
 
 from blinasim.schema import CELL_KINDS, Scenario
 from blinasim.units import UM3_PER_UL
+
+MAX_CELLS = 10_000_000
+"""Most cells a scenario may start with, and most nucleated cells (the room blasts grow
+into) its compartments may hold: ~2 GB at BYTES_PER_CELL."""
+
+LARGE_RUN_CELLS = 1_000_000
+"""From this many starting cells the command line says how long a run will take."""
+
+LONG_RUN_S = 600.0
+"""...and from this estimated stepping time, whatever the cells."""
+
+NS_PER_AGENT_STEP = 70.0
+"""Stepping cost per cell and step: docs/performance.md measures 33-75 ns (dish, 1e4-1e6
+cells, 1-2 threads) and 73 ns for the whole standard cycle; 70 is the cautious figure."""
+
+BYTES_PER_CELL = 200.0
+"""Memory per cell: docs/performance.md measures 167 bytes at 1e6 cells (200 for the
+standard cycle), kernel temporaries included."""
+
+
+def volume_ul(width_um: float, height_um: float, thickness_um: float) -> float:
+    """A slab's volume in uL."""
+    return width_um * height_um * thickness_um / UM3_PER_UL
+
+
+def initial_counts(s: Scenario) -> dict[tuple[str, str], float]:
+    """Cells of each (compartment, kind) at the start, as the model places them
+    (round(density x volume)); a float, inf when the product is not finite."""
+    counts = {}
+    for name, c in s.compartments.items():
+        v = volume_ul(c.width_um, c.height_um, c.thickness_um)
+        for kind in CELL_KINDS:
+            n = c.cells_per_ul.get(kind) * v
+            counts[name, kind] = float(round(n)) if math.isfinite(n) else math.inf
+    return counts
+
+
+def nucleated_capacities(s: Scenario) -> dict[str, float]:
+    """Nucleated cells each compartment holds (blasts grow up to it); inf if not finite."""
+    out = {}
+    for name, c in s.compartments.items():
+        n = c.nucleated_cells_per_ul * volume_ul(c.width_um, c.height_um, c.thickness_um)
+        out[name] = float(round(n)) if math.isfinite(n) else math.inf
+    return out
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """What a run of the scenario will cost, from its starting cells."""
+    cells: float      # starting cells, all compartments
+    steps: int
+    seconds: float    # stepping time at NS_PER_AGENT_STEP (one thread; cells change in a run)
+    bytes: float      # memory of the starting cells at BYTES_PER_CELL
+
+    @property
+    def large(self) -> bool:
+        """Whether the command line should say how long the run will take."""
+        return self.cells >= LARGE_RUN_CELLS or self.seconds >= LONG_RUN_S
+
+
+def estimate_run(s: Scenario) -> RunEstimate:
+    """Cells, steps, stepping time and memory of a run, from the starting cells."""
+    cells = sum(initial_counts(s).values())
+    steps = int(round(s.duration_h * 60.0 / s.time_step_min))
+    return RunEstimate(cells, steps, cells * steps * NS_PER_AGENT_STEP * 1e-9, cells * BYTES_PER_CELL)
+
+
+def large_run_note(s: Scenario) -> str | None:
+    """One line saying how long a large run will take, or None for a run of minutes."""
+    e = estimate_run(s)
+    if not e.large:
+        return None
+    return (f"note: {s.name} starts with {_count(e.cells)} cells: {_count(e.steps)} steps at "
+            f"~{NS_PER_AGENT_STEP:.0f} ns per cell and step take about {_duration(e.seconds)} on one "
+            f"thread, and ~{_size(e.bytes)} of memory (more if the cells multiply)")
+
+
+def _count(n: float) -> str:
+    return f"{n:,.0f}" if n < 1e9 else f"{n:.2g}"
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _size(n_bytes: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:.3g} {unit}"
+    return f"{n_bytes / 1e3:.3g} kB"
 
 
 @dataclass(frozen=True)

@@ -224,16 +224,16 @@ class BlinaModel(mesa.Model):
             row["blood_treg_per_ul"] = np.count_nonzero(t_cell & (pop.comp == blood) & (pop.regulatory == 1)) / volume
         else:
             row.update({name: math.nan for name in SUBSET_VARIABLES})
-        n_t = max(1, int(np.count_nonzero(t_cell)))
+        n_t = int(np.count_nonzero(t_cell))
         effector = t_cell & (pop.regulatory == 0)
         row.update({
             "t_cells": float(np.count_nonzero(t_cell)),
             "t_armed_fraction": np.count_nonzero(effector & (pop.armed_step != NEVER) & (pop.armed_step <= self.steps))
                                 / max(1, int(effector.sum())),
-            "t_exhausted_fraction": np.count_nonzero(t_cell & (pop.exhaustion >= 0.5)) / n_t,
+            "t_exhausted_fraction": np.count_nonzero(t_cell & (pop.exhaustion >= 0.5)) / max(1, n_t),
             "t_exhaustion_mean": float(pop.exhaustion[t_cell].mean()) if n_t else 0.0,
             "t_dividing": float(np.count_nonzero(t_cell & (pop.destiny != NEVER) & (pop.generation < pop.destiny))),
-            "t_generation_mean": float(pop.generation[t_cell].mean()) if t_cell.any() else 0.0,
+            "t_generation_mean": float(pop.generation[t_cell].mean()) if n_t else 0.0,
         })
         return row
 

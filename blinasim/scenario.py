@@ -12,6 +12,8 @@ import dataclasses
 import difflib
 import functools
 import importlib.resources
+import json
+import math
 import os
 import pathlib
 import re
@@ -23,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from blinasim import compartments
 from blinasim.schema import Scenario, check_consistency
 
 WHOLE_FILE = "(file)"
@@ -57,16 +60,66 @@ class LoadedScenario:
     origin: str
 
 
+class Yaml11Number(str):
+    """A plain scalar YAML 1.1 reads as a number a person would not expect: 010 (octal 8),
+    0x1F (31), 0b101 (5), 1:30 (base 60: 90), also 08 and 0o17.
+
+    It is text to a text field (a name may be '1:30'); a number field refuses it, saying
+    what YAML 1.1 would have made of it (`note`).
+    """
+
+    @property
+    def note(self) -> str:
+        text = self.replace("_", "")
+        sign, digits = (-1, text[1:]) if text[:1] == "-" else (1, text.lstrip("+"))
+        if ":" in digits:
+            value = 0.0
+            for part in digits.split(":"):
+                value = value * 60 + float(part)
+            return f"a base-60 number in YAML 1.1 ({_number(sign * value)})"
+        prefix = digits[:2].lower()
+        for mark, base, name in (("0x", 16, "a hexadecimal"), ("0b", 2, "a binary"), ("0o", 8, "an octal")):
+            if prefix == mark:
+                return f"{name} number ({sign * int(digits[2:] or '0', base)})"
+        if set(digits) <= set("01234567"):
+            return f"an octal number in YAML 1.1 ({sign * int(digits, 8)})"
+        return "a number with a leading zero (octal in YAML 1.1)"
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_YAML11_TAG = "tag:blinasim:yaml11-number"
+_NUMBER_RESOLVERS = (
+    (_INT_TAG, r"[-+]?(?:0|[1-9][0-9_]*)"),
+    (_FLOAT_TAG, r"[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?"),
+    (_FLOAT_TAG, _EXPONENT_FLOAT.pattern.strip("^$")),
+    (_FLOAT_TAG, r"[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"),
+    (_YAML11_TAG, r"[-+]?(?:0[0-9_]+|0[xX][0-9a-fA-F_]+|0[bB][01_]+|0[oO][0-7_]+"
+                  r"|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?)"),
+)
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads exponent numbers such as 1e-9 and 1.5e3 as floats."""
+    """SafeLoader with numbers read as a person reads them: decimal integers, decimals and
+    exponent forms (1e-9, 1.5e3, .5, 1_000); the YAML 1.1 forms a person would not expect
+    (010, 0x1F, 0b101, 1:30) become :class:`Yaml11Number`, refused by number fields."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _tag, _pattern in _NUMBER_RESOLVERS:
+    _Loader.add_implicit_resolver(_tag, re.compile(f"^(?:{_pattern})$"), list("-+.0123456789"))
+_Loader.add_constructor(_YAML11_TAG, lambda loader, node: Yaml11Number(loader.construct_scalar(node)))
 
 
 class _Dumper(yaml.SafeDumper):
-    """SafeDumper that quotes any text _Loader would read as a number."""
+    """SafeDumper that quotes any text _Loader would read as a number (and every YAML 1.1
+    number form, so that other YAML readers read the resolved file as _Loader does)."""
 
 
-_Loader.add_implicit_resolver(_FLOAT_TAG, _EXPONENT_FLOAT, list("-+0123456789"))
-_Dumper.add_implicit_resolver(_FLOAT_TAG, _EXPONENT_FLOAT, list("-+0123456789"))
+_Dumper.yaml_implicit_resolvers = {
+    first: yaml.SafeDumper.yaml_implicit_resolvers.get(first, []) + _Loader.yaml_implicit_resolvers.get(first, [])
+    for first in {*yaml.SafeDumper.yaml_implicit_resolvers, *_Loader.yaml_implicit_resolvers}}
 
 
 @dataclass(frozen=True)
@@ -154,6 +207,20 @@ def section_docs(cls: type, path: str, title: str) -> str:
 def describe_value(value: Any) -> str:
     """A value as error messages show it (null, true, 2.5, text 'abc', a list, a mapping)."""
     return _describe(value)
+
+
+def value_text(value: Any) -> str:
+    """A value read from YAML as one line of YAML the loader reads back alike (for --set):
+    YAML 1.1 number forms stay plain, so number fields refuse them as they would in a file."""
+    if isinstance(value, Yaml11Number):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(key))}: {value_text(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(value_text(item) for item in value) + "]"
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
+    return json.dumps(value, default=str)
 
 
 def scenario_to_dict(s: Scenario) -> dict:
@@ -312,7 +379,7 @@ class _Reader:
         key = self.read(node, path).value
         if not isinstance(key, str):
             raise self.error(node, path, f"keys must be field names (text), got {_describe(key)}")
-        return key
+        return str(key)
 
     def scalar(self, node: yaml.ScalarNode, path: str) -> Any:
         try:
@@ -340,6 +407,7 @@ def _load(text: str, file: str, chain: tuple[pathlib.Path, ...], overrides: Sequ
         tree = _apply_override(tree, override, index)
     scenario = _build_section(Scenario, tree, "")
     _refuse_inconsistency(scenario, tree, file)
+    _refuse_unrunnable(scenario, tree, file)
     resolved = yaml.dump(scenario_to_dict(scenario), Dumper=_Dumper, sort_keys=False,
                          allow_unicode=True)
     return LoadedScenario(scenario, text, resolved, tuple(overrides), origin)
@@ -453,22 +521,37 @@ def _child_hint(hint: Any, key: str) -> Any:
     return args[1] if origin is dict else None
 
 
-def _build_section(cls: type, node: _Node, path: str) -> Any:
-    """Check a mapping against a section dataclass and build it."""
+def _build_section(cls: type, node: _Node, path: str, each: tuple | None = None) -> Any:
+    """Check a mapping against a section dataclass and build it; `each` (low, high), if
+    given, is the range of every leaf (see schema.section)."""
     entries = _expect(node, dict, path, "a mapping of fields")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
     for key, child in entries.items():
         if key not in fields:
             raise _error(child, _join(path, key), _unknown_field(key, list(fields)))
-        values[key] = _build_field(fields[key], _hints(cls)[key], child, _join(path, key))
+        values[key] = _build_field(fields[key], _hints(cls)[key], child, _join(path, key), each)
     return cls(**values)
 
 
-def _build_field(field: dataclasses.Field, hint: Any, node: _Node, path: str) -> Any:
+def _each(section_field: dataclasses.Field) -> tuple | None:
+    """(range, unit) that a section field imposes on its leaves (schema.section `each`)."""
+    each = section_field.metadata.get("each")
+    return None if each is None else (each, _doc_unit(section_field.metadata["doc"]))
+
+
+def _leaf_meta(field: dataclasses.Field, each: tuple | None) -> Any:
+    """A leaf's metadata, its range and unit replaced by the enclosing section's `each`."""
+    if each is None:
+        return field.metadata
+    return {**field.metadata, "range": each[0], "open_low": False, "unit": field.metadata["unit"] or each[1]}
+
+
+def _build_field(field: dataclasses.Field, hint: Any, node: _Node, path: str,
+                 each: tuple | None = None) -> Any:
     """Check and build a field's value: a section, a list, a named mapping or a leaf."""
     if dataclasses.is_dataclass(hint):
-        return _build_section(hint, node, path)
+        return _build_section(hint, node, path, _each(field))
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is tuple:
         items = _expect(node, list, path, "a list")
@@ -477,7 +560,7 @@ def _build_field(field: dataclasses.Field, hint: Any, node: _Node, path: str) ->
         entries = _expect(node, dict, path, "a mapping of names to sections")
         return {name: _build_section(args[1], item, _named(path, name, item))
                 for name, item in entries.items()}
-    return _build_leaf(hint, field.metadata, node, path)
+    return _build_leaf(hint, _leaf_meta(field, each), node, path)
 
 
 def _named(path: str, name: str, node: _Node) -> str:
@@ -490,6 +573,8 @@ def _named(path: str, name: str, node: _Node) -> str:
 def _build_leaf(kind: type, meta: Any, node: _Node, path: str) -> Any:
     """Check a leaf's type, choices and range; ints become floats in float fields."""
     value = node.value
+    if isinstance(value, Yaml11Number) and kind is str:
+        value = str(value)
     if not _has_type(kind, value):
         raise _error(node, path, f"expected {_EXPECTED[kind]}, got {_describe(value)}")
     value = float(value) if kind is float else value
@@ -511,7 +596,7 @@ _EXPECTED = {bool: "true or false", str: "text", int: "a whole number (e.g. 3, n
 def _has_type(kind: type, value: Any) -> bool:
     """Whether `value` suits a `kind` field: no bools as numbers, no floats as ints, no nan/inf."""
     if kind is bool or kind is str:
-        return isinstance(value, kind)
+        return isinstance(value, kind) and not isinstance(value, Yaml11Number)
     is_int = isinstance(value, int) and not isinstance(value, bool)
     if kind is int:
         return is_int
@@ -538,6 +623,76 @@ def _refuse_inconsistency(scenario: Scenario, tree: _Node, top_file: str) -> Non
     if problems:
         path, message = problems[0]
         raise ScenarioError(*_where_set(tree, path, top_file), path, message)
+
+
+MAX_COEFFICIENT_OF_VARIATION = 100.0
+"""Largest sd / mean of a log-normal receptor distribution (sigma of ln copies ~3, the
+bound of cd19_blast_sigma_log); beyond it (sd / mean)^2 can overflow."""
+
+
+def _refuse_unrunnable(s: Scenario, tree: _Node, top_file: str) -> None:
+    """Refuse, before anything is built, what the model could not hold or compute: more
+    than MAX_CELLS starting cells or nucleated cells, absurd receptor spreads."""
+    r = s.receptors
+    for mean_field, sd_field in (("cd19_b_mean", "cd19_b_sd"), ("cd3_t_mean", "cd3_t_sd")):
+        mean, sd = getattr(r, mean_field), getattr(r, sd_field)
+        if mean > 0 and sd > MAX_COEFFICIENT_OF_VARIATION * mean:
+            path = _explicit_path(tree, f"receptors.{mean_field}", f"receptors.{sd_field}")
+            raise ScenarioError(*_where_set(tree, path, top_file), path,
+                                f"sd {_number(sd)} copies with mean {_number(mean)} copies is a coefficient of "
+                                f"variation of {sd / mean:.3g}; at most {_number(MAX_COEFFICIENT_OF_VARIATION)} "
+                                f"(set the mean to 0 for no receptors)")
+    counts = compartments.initial_counts(s)
+    total = sum(counts.values())
+    if total > compartments.MAX_CELLS:
+        (name, kind), most = max(counts.items(), key=lambda item: item[1])
+        path = _culprit(tree, f"compartments.{name}.cells_per_ul.{kind}", *_sizes(name))
+        raise ScenarioError(*_where_set(tree, path, top_file), path,
+                            f"the scenario would start with {_big(total)} cells ({_big(most)} of them {kind} "
+                            f"in {name}); at most {_big(compartments.MAX_CELLS)} "
+                            f"(~{_big(compartments.MAX_CELLS * compartments.BYTES_PER_CELL / 1e9)} GB): "
+                            f"lower the densities or the compartment sizes")
+    capacities = compartments.nucleated_capacities(s)
+    if sum(capacities.values()) > compartments.MAX_CELLS:
+        name = max(capacities, key=capacities.get)
+        path = _culprit(tree, f"compartments.{name}.nucleated_cells_per_ul", *_sizes(name))
+        raise ScenarioError(*_where_set(tree, path, top_file), path,
+                            f"the compartments would hold {_big(sum(capacities.values()))} nucleated cells "
+                            f"({_big(capacities[name])} here), which blasts can grow into; at most "
+                            f"{_big(compartments.MAX_CELLS)}: lower nucleated_cells_per_ul or the "
+                            f"compartment sizes")
+
+
+def _node_at(tree: _Node, path: str) -> _Node | None:
+    node = tree
+    for part in path.split("."):
+        node = _child(node, part) if node is not None else None
+    return node
+
+
+def _explicit_path(tree: _Node, *paths: str) -> str:
+    """The first of `paths` a file or override set, else the last."""
+    for path in paths:
+        node = _node_at(tree, path)
+        if node is not None and node.explicit:
+            return path
+    return paths[-1]
+
+
+def _sizes(name: str) -> list[str]:
+    return [f"compartments.{name}.{size}" for size in ("width_um", "height_um", "thickness_um")]
+
+
+def _culprit(tree: _Node, *paths: str) -> str:
+    """Of fields whose product is too large, the one the last --set changed, else the first."""
+    overridden = [(node.line, path) for path in paths
+                  if (node := _node_at(tree, path)) is not None and node.explicit and node.file == SET_FILE]
+    return max(overridden)[1] if overridden else paths[0]
+
+
+def _big(n: float) -> str:
+    """A count as people read it: 2,500 or 3e+10."""
+    return f"{n:,.0f}" if n < 1e9 else f"{n:.2g}"
 
 
 def _where_set(tree: _Node, path: str, top_file: str) -> tuple[str, int]:
@@ -604,6 +759,8 @@ def _describe(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, Yaml11Number):
+        return f"{_short(str(value))}, {value.note}; write the number in plain decimal"
     if isinstance(value, str):
         return "text " + _short(repr(value))
     if isinstance(value, (int, float)):
@@ -690,7 +847,10 @@ mappings; `schedule.cycles`, `schedule.cycles.N.infusions` and `routes` are list
 
 Whole-number fields (days, hits, `seed`) take YAML integers only: `3`, not `3.0`. Other
 numeric fields take integers or decimals, also in exponent form (`1.5e-9`, `1e6`);
-`.nan` and `.inf` are refused. Keys may appear only once per mapping.
+`.nan` and `.inf` are refused. Numbers that YAML 1.1 reads otherwise than they look are
+refused too (they are text in text fields): a leading zero (`010`, octal 8 in YAML 1.1),
+`0x1F`, `0b101` and base 60 (`1:30`, which YAML 1.1 reads as 90). Keys may appear only
+once per mapping.
 
 ## Inheriting with `base:`
 
@@ -717,6 +877,16 @@ creates a compartment); a mapping value merges like a file's would.
     --set schedule.cycles.0.infusions.1.ug_per_day=20
     --set compartments.marrow.cells_per_ul.blast=1000
 
+## Limits
+
+Besides each field's range, a scenario may start with at most {max_cells:,} cells in all
+(density x volume, summed over compartments and kinds; about 2 GB) and its compartments may
+hold at most {max_cells:,} nucleated cells (`nucleated_cells_per_ul` x volume, the room
+blasts grow into). A receptor standard deviation may be at most {max_cv:g} times its mean.
+A run from {large:,} starting cells, or of more than {long_min:g} minutes' stepping at about
+{ns:g} ns per cell and step, is accepted; `blinasim.compartments.large_run_note(scenario)`
+gives a one-line estimate of its time and memory.
+
 ## Errors
 
 Every problem is reported on one line as `FILE:LINE: field.path: what is wrong and what is
@@ -732,24 +902,27 @@ position (1, 2, ...); problems with a file as a whole have the path `(file)`. Ex
 def render_scenario_docs() -> str:
     """The Markdown of docs/scenarios.md, generated from the schema."""
     errors = "\n".join(f"    {message}" for message in EXAMPLE_ERRORS)
-    intro = _DOCS_INTRO.format(example=EXAMPLE_SCENARIO, errors=errors)
+    intro = _DOCS_INTRO.format(example=EXAMPLE_SCENARIO, errors=errors, max_cells=compartments.MAX_CELLS,
+                               max_cv=MAX_COEFFICIENT_OF_VARIATION, large=compartments.LARGE_RUN_CELLS,
+                               long_min=compartments.LONG_RUN_S / 60, ns=compartments.NS_PER_AGENT_STEP)
     return intro + _section_docs(Scenario, "", "Top level")
 
 
 _TABLE_HEAD = "\n| Field | Meaning | Unit | Default | Allowed | Source |\n|---|---|---|---|---|---|\n"
 
 
-def _section_docs(cls: type, path: str, title: str, unit: str = "", note: str = "") -> str:
+def _section_docs(cls: type, path: str, title: str, unit: str = "", note: str = "",
+                  each: tuple | None = None) -> str:
     """Markdown of a section: heading, a table of its fields, then its subsections."""
     rows, subsections = [], []
     for field in dataclasses.fields(cls):
         hint, here, doc = _hints(cls)[field.name], _join(path, field.name), field.metadata["doc"]
         if field.metadata.get("section"):
-            subsections.append(_section_docs(hint, here, doc, unit=_doc_unit(doc)))
+            subsections.append(_section_docs(hint, here, doc, unit=_doc_unit(doc), each=_each(field)))
         elif field.metadata.get("collection"):
             subsections.append(_collection_docs(field, hint, here))
         else:
-            rows.append(_field_row(here, field, hint, unit))
+            rows.append(_field_row(here, field, hint, unit, each))
     text = f"\n### `{path}` — {title}\n" if path else f"\n### {title}\n"
     text += f"\n{cls.__doc__}\n" + (f"\n{note}\n" if note else "")
     return text + (_TABLE_HEAD + "".join(rows) if rows else "") + "".join(subsections)
@@ -765,9 +938,10 @@ def _collection_docs(field: dataclasses.Field, hint: Any, path: str) -> str:
     return _section_docs(item, item_path, field.metadata["doc"], note=f"{shape}. Default: `{default}`.")
 
 
-def _field_row(path: str, field: dataclasses.Field, kind: type, unit: str) -> str:
+def _field_row(path: str, field: dataclasses.Field, kind: type, unit: str,
+               each: tuple | None = None) -> str:
     """One Markdown table row: path, meaning, unit, default, allowed values, source."""
-    meta = field.metadata
+    meta = _leaf_meta(field, each)
     if meta["choices"]:
         allowed = ", ".join(f"`{choice!r}`" for choice in meta["choices"])
     else:

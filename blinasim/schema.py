@@ -40,9 +40,10 @@ def param(default: Any, unit: str, low: float | None, high: float | None, doc: s
     return field(default=default, metadata=meta)
 
 
-def section(factory: Any, doc: str) -> Any:
-    """Declare a nested section (a dataclass) with a one-line meaning."""
-    return field(default_factory=factory, metadata={"doc": doc, "section": True})
+def section(factory: Any, doc: str, *, each: tuple[float, float | None] | None = None) -> Any:
+    """Declare a nested section (a dataclass) with a one-line meaning; `each` (low, high)
+    replaces the range of every leaf of the section here (KindValues serve several units)."""
+    return field(default_factory=factory, metadata={"doc": doc, "section": True, "each": each})
 
 
 def collection(factory: Any, doc: str) -> Any:
@@ -250,15 +251,15 @@ class Regulation:
     """Regulatory T cells: a fraction of CD4 T cells that bridge but suppress instead of killing."""
     treg_fraction_of_cd4: float = param(0.048, "", 0.0, 1.0, "Fraction of CD4 T cells that are regulatory (CD4+CD25high FoxP3+)", "Duell et al. 2017 (4.8% in responders, 10.3% in non-responders)")
     max_suppression: float = param(0.8, "", 0.0, 1.0, "Largest fractional fall of effector hit success and division (paracrine IL-10 and contact)", "assumption: Tregs suppress proliferation and cytotoxicity, largely through IL-10 (Duell 2017)")
-    half_active_share: float = param(0.03, "", 0.0, 1.0, "Active-Treg share of a compartment's T cells at which suppression is half-maximal", "assumption: ~ the Treg share of T cells in responders (4.8% of CD4)", open_low=True)
+    half_active_share: float = param(0.03, "", 1e-4, 1.0, "Active-Treg share of a compartment's T cells at which suppression is half-maximal", "assumption: ~ the Treg share of T cells in responders (4.8% of CD4)")
 
 
 @dataclass(frozen=True)
 class CytokineKinetics:
     """Release by activated T cells and first-order clearance of one cytokine."""
-    release_fg_per_cell_per_h: float = param(0.1, "fg/cell/h", 0.0, 1e6, "Release by a fully active T cell (activity 1 while engaged, decaying after)", "calibrated (per-cell rates are effective, net of local consumption): serum peaks on day 1 in the order IL-10 > IL-6 > IFN-gamma (biology brief s.5), IL-6 tens of pg/mL with dexamethasone premedication")
-    half_life_min: float = param(20.0, "min", 0.1, 1e5, "Serum half-life", "IL-6: 20 min (biology brief s.5); others: assumption, order of reported serum half-lives")
-    treg_factor: float = param(0.0, "", 0.0, 1000.0, "Release by an active Treg relative to an effector T cell", "Tregs release IL-10 (biology brief s.7); assumption for the value")
+    release_fg_per_cell_per_h: float = param(0.1, "fg/cell/h", 0.0, 1e4, "Release by a fully active T cell (activity 1 while engaged, decaying after)", "calibrated (per-cell rates are effective, net of local consumption): serum peaks on day 1 in the order IL-10 > IL-6 > IFN-gamma (biology brief s.5), IL-6 tens of pg/mL with dexamethasone premedication")
+    half_life_min: float = param(20.0, "min", 0.1, 1e4, "Serum half-life", "IL-6: 20 min (biology brief s.5); others: assumption, order of reported serum half-lives")
+    treg_factor: float = param(0.0, "", 0.0, 100.0, "Release by an active Treg relative to an effector T cell", "Tregs release IL-10 (biology brief s.7); assumption for the value")
 
 
 @dataclass(frozen=True)
@@ -297,12 +298,12 @@ class Endothelium:
     """Vessel-wall activation by cytokines, and drug-triggered T-cell adhesion."""
     activation_per_h: float = param(0.5, "1/h", 0.0, 1e3, "Up-regulation rate of Ang-2, ICAM-1, VCAM-1, P-selectin at full stimulus", "calibrated: Ang-2 up within 6 h (biology brief s.4)")
     recovery_per_h: float = param(0.025, "1/h", 0.0, 1e3, "Return to rest", "calibrated: normal within 7 days (biology brief s.4)")
-    tnfa_ec50_pg_per_ml: float = param(4.0, "pg/mL", 0.0, 1e6, "TNF-alpha at half-maximal endothelial stimulus", "assumption", open_low=True)
-    ifng_ec50_pg_per_ml: float = param(6.0, "pg/mL", 0.0, 1e6, "IFN-gamma at half-maximal endothelial stimulus", "assumption", open_low=True)
-    il6_ec50_pg_per_ml: float = param(12.0, "pg/mL", 0.0, 1e6, "IL-6 signalling at half-maximal endothelial stimulus", "assumption", open_low=True)
-    stimulus_hill: float = param(3.0, "", 0.1, 20.0, "Hill coefficient of each cytokine's stimulus (C^n / (C^n + EC50^n))", "calibrated: peak cytokines activate the endothelium while trace levels after day 2 do not, so it is normal within 7 days (biology brief s.4)")
+    tnfa_ec50_pg_per_ml: float = param(4.0, "pg/mL", 1e-3, 1e6, "TNF-alpha at half-maximal endothelial stimulus", "assumption")
+    ifng_ec50_pg_per_ml: float = param(6.0, "pg/mL", 1e-3, 1e6, "IFN-gamma at half-maximal endothelial stimulus", "assumption")
+    il6_ec50_pg_per_ml: float = param(12.0, "pg/mL", 1e-3, 1e6, "IL-6 signalling at half-maximal endothelial stimulus", "assumption")
+    stimulus_hill: float = param(3.0, "", 0.1, 10.0, "Hill coefficient of each cytokine's stimulus (C^n / (C^n + EC50^n))", "calibrated: peak cytokines activate the endothelium while trace levels after day 2 do not, so it is normal within 7 days (biology brief s.4)")
     rest_level: float = param(0.1, "", 0.0, 1.0, "Adhesion-molecule level of resting endothelium", "assumption: resting endothelium expresses some ICAM-1")
-    drug_ec50_pg_per_ml: float = param(20.0, "pg/mL", 0.0, 1e6, "Drug at which CD3 binding half-maximally switches LFA-1/VLA-4 to adhesive forms", "calibrated: T cells leave the blood 2-6 h after the start (biology brief s.4)", open_low=True)
+    drug_ec50_pg_per_ml: float = param(20.0, "pg/mL", 1e-3, 1e6, "Drug at which CD3 binding half-maximally switches LFA-1/VLA-4 to adhesive forms", "calibrated: T cells leave the blood 2-6 h after the start (biology brief s.4)")
     lfa1_icam1_weight: float = param(0.5, "", 0.0, 1.0, "Share of adhesion through LFA-1/ICAM-1", "assumption: the three pathways of Klinger 2020")
     vla4_vcam1_weight: float = param(0.3, "", 0.0, 1.0, "Share of adhesion through VLA-4/VCAM-1", "assumption")
     pselectin_weight: float = param(0.2, "", 0.0, 1.0, "Share of adhesion through P-selectin", "assumption")
@@ -336,19 +337,19 @@ class Interventions:
 @dataclass(frozen=True)
 class Neurotoxicity:
     """Neurotoxicity indicator from T cells in the CNS and serum cytokines."""
-    cns_t_per_ul_ref: float = param(20.0, "cells/uL", 0.0, 1e6, "CNS T-cell density above baseline that gives an index of 1 - 1/e without cytokines", "assumption (documented rule, docs/model.md)", open_low=True)
-    cytokine_ref_pg_per_ml: float = param(100.0, "pg/mL", 0.0, 1e6, "IL-6 signalling + IFN-gamma that doubles the CNS T-cell term", "assumption", open_low=True)
+    cns_t_per_ul_ref: float = param(20.0, "cells/uL", 1e-3, 1e6, "CNS T-cell density above baseline that gives an index of 1 - 1/e without cytokines", "assumption (documented rule, docs/model.md)")
+    cytokine_ref_pg_per_ml: float = param(100.0, "pg/mL", 1e-3, 1e6, "IL-6 signalling + IFN-gamma that doubles the CNS T-cell term", "assumption")
 
 
 @dataclass(frozen=True)
 class Compartment:
     """A 2D periodic domain standing for a slab of tissue or blood."""
-    width_um: float = param(1000.0, "um", 10.0, 1e6, "Domain width", "scenario size")
-    height_um: float = param(1000.0, "um", 10.0, 1e6, "Domain height", "scenario size")
-    thickness_um: float = param(10.0, "um", 0.1, 1e4, "Slab thickness mapping the 2D domain to a volume (counts per uL = count / (width * height * thickness))", "assumption: one mean cell spacing (see docs/model.md)")
+    width_um: float = param(1000.0, "um", 10.0, 1e5, "Domain width", "scenario size")
+    height_um: float = param(1000.0, "um", 10.0, 1e5, "Domain height", "scenario size")
+    thickness_um: float = param(10.0, "um", 1.0, 1e4, "Slab thickness mapping the 2D domain to a volume (counts per uL = count / (width * height * thickness))", "assumption: one mean cell spacing (see docs/model.md)")
     drug_exposure: float = param(1.0, "", 0.0, 10.0, "Local drug concentration as a fraction of the plasma concentration", "biology brief s.2: same in blood and marrow by default")
-    cells_per_ul: KindValues = section(KindValues, "Initial density of each cell kind (cells/uL of the compartment)")
-    speed_um_per_min: KindValues = section(KindValues, "Speed of free cells of each kind (um/min)")
+    cells_per_ul: KindValues = section(KindValues, "Initial density of each cell kind (cells/uL of the compartment)", each=(0.0, 1e7))
+    speed_um_per_min: KindValues = section(KindValues, "Speed of free cells of each kind (um/min)", each=(0.0, 1e4))
     t_subsets: SubsetMix = section(SubsetMix, "Differentiation subsets of the T cells placed here at the start")
     nucleated_cells_per_ul: float = param(0.0, "cells/uL", 0.0, 1e7, "All nucleated cells of the compartment, simulated or not (denominator of blast fractions); 0 means only the simulated cells", "marrow: ~1e6/uL for a packed tissue (assumption)")
     b_production: bool = param(False, "", None, None, "Normal B cells are produced here at the rate that balances their lifespan at baseline", "assumption")
@@ -361,7 +362,7 @@ class Route:
     """A migration route between two compartments: one edge of the compartment graph."""
     source: str = param("", "", None, None, "Compartment the cells leave", "")
     target: str = param("", "", None, None, "Compartment the cells enter (placed uniformly at random)", "")
-    rate_per_h: KindValues = section(KindValues, "Per-cell rate of taking this route, by kind (1/h)")
+    rate_per_h: KindValues = section(KindValues, "Per-cell rate of taking this route, by kind (1/h)", each=(0.0, 1e3))
     mechanism: str = param("constant", "", None, None, "'constant' rate; 'adhesion': rate x adhesion stimulus (0..1); 'detachment': rate x (1 - adhesion stimulus)", "", choices=("constant", "adhesion", "detachment"))
 
 

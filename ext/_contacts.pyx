@@ -71,7 +71,10 @@ def grid_shape(double width_um, double height_um, double radius_um, Py_ssize_t n
 
 
 cdef Py_ssize_t _bins_along(double length_um, double radius_um, Py_ssize_t most):
-    cdef Py_ssize_t n = max(1, min(<Py_ssize_t>floor(length_um / radius_um), most))
+    cdef double fit = floor(length_um / radius_um)  # compared as a double: a cast of a
+    cdef Py_ssize_t n = most                         # huge or NaN quotient is undefined
+    if fit < <double>most:
+        n = 1 if fit < 1.0 else <Py_ssize_t>fit
     while n > 1 and length_um / n < radius_um * (1.0 + 1e-9):  # keep clear of rounding
         n -= 1
     return n
@@ -83,8 +86,13 @@ cdef inline double bin_coord(double v, double bins_per_um) noexcept nogil:
 
 
 cdef inline Py_ssize_t bin_index(double coord, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t b = <Py_ssize_t>coord
-    return n - 1 if b >= n else b
+    """The bin of a position `coord` bin widths along an axis of n bins, clamped to 0..n-1
+    whatever coord is (negative, huge or NaN): the result indexes the grid."""
+    if not (coord >= 0.0):
+        return 0
+    if coord >= <double>n:
+        return n - 1
+    return <Py_ssize_t>coord
 
 
 cdef struct Cell:

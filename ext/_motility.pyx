@@ -24,9 +24,17 @@ def heading_table():
 
 
 cdef inline double wrap(double v, double size) noexcept nogil:
-    if v >= size or v < 0.0:
+    """v folded into [0, size), whatever v is: the contact grid uses it as an index.
+
+    Far from the domain, v / size can round to a whole number and leave the result just
+    below 0 (one more size fixes it) or land it on size (0). A coordinate that is not a
+    number, or a size that is not positive and finite, gives 0.
+    """
+    if not (0.0 <= v < size):
         v = v - size * floor(v / size)
-        if v >= size:  # rounding can land exactly on size
+        if v < 0.0:
+            v = v + size
+        if not (0.0 <= v < size):  # rounding landed on size, or inf/NaN in v or size
             v = 0.0
     return v
 

@@ -87,6 +87,42 @@ def test_exponent_numbers_without_a_dot_are_floats():
     assert (s.drug.kd_cd19_m, s.drug.kd_cd3_m) == (1e-9, 2e-7)
 
 
+@pytest.mark.parametrize("text, value", [
+    ("1_000", 1000.0), ("+5", 5.0), (".5", 0.5), ("-.5e1", -5.0), ("5.", 5.0), ("00.5", 0.5),
+    ("1.5E+3", 1500.0), ("1.0e-09", 1e-9), ("0", 0.0),
+])
+def test_numbers_read_as_a_person_reads_them(text, value):
+    node = loader.read_yaml_tree(f"x: {text}\n", "s.yaml").value["x"]
+    assert node.value == value and type(node.value) in (int, float)
+
+
+@pytest.mark.parametrize("text, note", [
+    ("1:30", r"a base-60 number in YAML 1\.1 \(90\)"),
+    ("-1:30:00", r"a base-60 number in YAML 1\.1 \(-5400\)"),
+    ("1:30.5", r"a base-60 number in YAML 1\.1 \(90\.5\)"),
+    ("010", r"an octal number in YAML 1\.1 \(8\)"),
+    ("08", r"a number with a leading zero \(octal in YAML 1\.1\)"),
+    ("0x1F", r"a hexadecimal number \(31\)"),
+    ("0b101", r"a binary number \(5\)"),
+    ("0o17", r"an octal number \(15\)"),
+])
+def test_yaml_1_1_number_forms_are_refused_by_number_fields(text, note):
+    expected = rf"expected a finite number, got {re.escape(text)}, {note}; write the number in plain decimal"
+    assert_refused(refusal(f"name: a\nduration_h: {text}\n"), "s.yaml", 2, "duration_h", expected)
+    assert_refused(refusal(VALID, ["seed=2", f"duration_h={text}"]), "--set", 2, "duration_h", expected)
+    whole = rf"expected a whole number \(e\.g\. 3, not 3\.0\), got {re.escape(text)}, {note}; .*"
+    assert_refused(refusal(f"seed: {text}\n"), "s.yaml", 1, "seed", whole)
+
+
+@pytest.mark.parametrize("text", ["1:30", "010", "08", "0x1F", "0b101", "0o17", "'-.5'", "'1e3'", "'yes'"])
+def test_yaml_1_1_number_forms_are_text_in_text_fields_and_stay_quoted(text):
+    loaded = load_scenario_text(VALID.replace("name: test", f"name: {text}"))
+    text = text.strip("'")
+    assert loaded.scenario.name == text and type(loaded.scenario.name) is str
+    assert yaml.safe_load(loaded.resolved_yaml)["name"] == text  # a YAML 1.1 reader agrees
+    assert load_scenario_text(loaded.resolved_yaml).scenario == loaded.scenario
+
+
 def test_range_bounds_are_inclusive_except_open_low():
     assert load_scenario_text(VALID.replace("volume_l: 5.0", "volume_l: 100")).scenario.pk.volume_l == 100.0
     assert load_scenario_text(VALID + "time_step_min: 0.05\noutput: {record_every_min: 10}\n")
@@ -153,7 +189,15 @@ def test_file_level_refusals(text, line, path, message):
     ("lysis: {hits_to_kill: 0}\n", 1, "lysis.hits_to_kill", r"0 hits is out of range; allowed 1 to 100 hits"),
     ("seed: -1\n", 1, "seed", r"-1 is out of range; allowed 0 to 9223372036854775807"),
     ("compartments:\n  m:\n    cells_per_ul: {blast: -5}\n", 3, "compartments.m.cells_per_ul.blast",
-     r"-5 is out of range; allowed at least 0"),
+     r"-5 cells/uL is out of range; allowed 0 to 10000000 cells/uL"),
+    ("compartments:\n  m:\n    speed_um_per_min: {cd8: 1e18}\n", 3, "compartments.m.speed_um_per_min.cd8",
+     r"1e\+18 um/min is out of range; allowed 0 to 10000 um/min"),
+    ("routes:\n  - {rate_per_h: {cd4: 1e4}}\n", 2, "routes.0.rate_per_h.cd4",
+     r"10000 1/h is out of range; allowed 0 to 1000 1/h"),
+    ("neurotoxicity: {cytokine_ref_pg_per_ml: 5e-324}\n", 1, "neurotoxicity.cytokine_ref_pg_per_ml",
+     r"5e-324 pg/mL is out of range; allowed 0\.001 to 1000000 pg/mL"),
+    ("endothelium: {il6_ec50_pg_per_ml: 0}\n", 1, "endothelium.il6_ec50_pg_per_ml",
+     r"0 pg/mL is out of range; allowed 0\.001 to 1000000 pg/mL"),
     ("pk: {model: oral}\n", 1, "pk.model", r"'oral' is not allowed; choose one of 'infusion', 'fixed'"),
     ("schedule:\n  cycles:\n    - infusions:\n        - {to_day: 2}\n        - {from_day: 3, to_day: 4,\n"
      "           ug_per_day: 500}\n", 6, "schedule.cycles.0.infusions.1.ug_per_day",
@@ -187,6 +231,55 @@ ROUTE_LINE = "  - {source: blood, target: marrow, rate_per_h: {cd8: 0.01}}\n"
 ])
 def test_consistency_refusals_point_at_the_line_that_set_the_path(text, line, path, message):
     assert_refused(refusal(text), "s.yaml", line, path, message)
+
+
+BLOOD = "compartments.blood"
+
+
+@pytest.mark.parametrize("overrides, line, path, message", [
+    ([f"{BLOOD}.width_um=1e4", f"{BLOOD}.height_um=1e4", f"{BLOOD}.thickness_um=100", f"{BLOOD}.cells_per_ul.cd8=2e6"],
+     4, f"{BLOOD}.cells_per_ul.cd8",
+     r"the scenario would start with 20,002,050 cells \(20,000,000 of them cd8 in blood\); "
+     r"at most 10,000,000 \(~2 GB\): lower the densities or the compartment sizes"),
+    (["seed=1", f"{BLOOD}.width_um=1e5", f"{BLOOD}.height_um=1e5", f"{BLOOD}.thickness_um=1e4"], 4,
+     f"{BLOOD}.thickness_um", r"the scenario would start with 50,000,050 cells \(30,000,000 of them cd8 in blood\); .*"),
+    (["compartments.marrow.nucleated_cells_per_ul=1e7", "compartments.marrow.width_um=1e5",
+      "compartments.marrow.height_um=1e4"], 3, "compartments.marrow.height_um",
+     r"the compartments would hold 100,000,000 nucleated cells \(100,000,000 here\), which blasts can grow "
+     r"into; at most 10,000,000: lower nucleated_cells_per_ul or the compartment sizes"),
+    (["receptors.cd3_t_mean=1e-300"], 1, "receptors.cd3_t_mean",
+     r"sd 6000 copies with mean 1e-300 copies is a coefficient of variation of 6e\+303; at most 100 "
+     r"\(set the mean to 0 for no receptors\)"),
+    (["receptors={cd19_b_sd: 1e7, cd19_b_mean: 1}"], 1, "receptors.cd19_b_mean", r"sd 10000000 copies .*"),
+])
+def test_scenarios_too_large_or_too_spread_are_refused_before_anything_is_built(overrides, line, path, message):
+    assert_refused(refusal(VALID, overrides), "--set", line, path, message)
+
+
+def test_the_cell_budget_allows_exactly_max_cells_and_no_receptors_with_any_spread():
+    from blinasim.compartments import MAX_CELLS, initial_counts
+    text = ("compartments:\n  a: {width_um: 1e4, height_um: 1e4}\n"  # 1e4 x 1e4 x 10 um = 1 uL
+            "receptors: {cd3_t_mean: 0, cd19_b_mean: 1e-300, cd19_b_sd: 0}\n")
+    s = load_scenario_text(text, "s.yaml", [f"compartments.a.cells_per_ul.cd8={MAX_CELLS}"]).scenario
+    assert sum(initial_counts(s).values()) == MAX_CELLS
+    refusal(text, [f"compartments.a.cells_per_ul.cd8={MAX_CELLS}", "compartments.a.cells_per_ul.cd4=1"])
+
+
+def test_large_runs_get_a_note_with_cells_time_and_memory():
+    from blinasim.compartments import estimate_run, large_run_note
+    small = load_scenario_text(VALID).scenario  # 0.01 uL slabs: 3 + 2 + 50 cells, 60,480 steps
+    assert large_run_note(small) is None
+    e = estimate_run(small)
+    assert (e.cells, e.steps, e.bytes) == (55, 60480, 55 * 200.0)
+    assert e.seconds == pytest.approx(55 * 60480 * 70e-9)
+    dish = "duration_h: 2\ncompartments:\n  a: {width_um: 2e4, height_um: 2e4, cells_per_ul: {cd8: 250000}}\n"
+    assert large_run_note(load_scenario_text(dish, "big.yaml").scenario) == (
+        "note: unnamed starts with 1,000,000 cells: 120 steps at ~70 ns per cell and step take about 8 s on "
+        "one thread, and ~200 MB of memory (more if the cells multiply)")
+    long = "duration_h: 87840\ncompartments:\n  a: {cells_per_ul: {cd8: 1e6}}\n"  # 10,000 cells for 10 years
+    assert large_run_note(load_scenario_text(long, "long.yaml").scenario) == (
+        "note: unnamed starts with 10,000 cells: 5,270,400 steps at ~70 ns per cell and step take about "
+        "61.5 min on one thread, and ~2 MB of memory (more if the cells multiply)")
 
 
 def test_consistency_refusal_of_an_unset_path_points_at_line_1():

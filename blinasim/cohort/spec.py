@@ -18,7 +18,7 @@ from blinasim.cohort.covariates import (COVARIATE_BY_NAME, COVARIATES, LABEL_UG_
                                         Dosing, blood_t_per_ul, compartment_with_role, flat_rates)
 from blinasim.cohort.endpoints import EndpointRules
 from blinasim.scenario import (LoadedScenario, ScenarioError, build_section, bundled_cohorts, describe_value,
-                               error_at, find_yaml, load_scenario, read_yaml_text, read_yaml_tree)
+                               error_at, find_yaml, load_scenario, read_yaml_text, read_yaml_tree, value_text)
 from blinasim.schema import param, section
 
 DISTRIBUTION_PARAMETERS = {
@@ -124,7 +124,7 @@ def _load_base(name: str, name_node, file: str, set_node) -> LoadedScenario:
             value = _plain(child)
             if isinstance(value, float) and not math.isfinite(value):
                 raise error_at(child, f"set.{key}", "expected a finite number")
-            overrides.append(f"{key}={json.dumps(value)}")
+            overrides.append(f"{key}={value_text(value)}")
             lines.append(child.line)
     try:
         return load_scenario(path, overrides)
