@@ -35,7 +35,8 @@ def _dish(conc: float, *extra: str) -> tuple[str, ...]:
 
 NAIVE_ONLY = tuple(f"compartments.well.t_subsets.{kind}_{subset}={1.0 if subset == 'naive' else 0.0}"
                    for kind in ("cd8", "cd4") for subset in ("naive", "cm", "em", "temra"))
-UG_PER_M2_AT_1_73 = 1.73
+BSA_M2 = 1.73
+"""Body surface area of the adult that the per-m2 dose levels are given for."""
 
 EXPERIMENTS: dict[str, list[Arm]] = {
     # the in-vitro dish with unstimulated T cells: lysis against concentration and time
@@ -43,7 +44,7 @@ EXPERIMENTS: dict[str, list[Arm]] = {
             + [Arm("1000 pg/mL, naive T cells only", "dish", _dish(1000.0, *NAIVE_ONLY), 2.0)],
     # dose ranging over the clinical range (continuous infusion, ug/m2/day for 1.73 m2)
     "dose": [Arm(f"{d:g} ug/m2/day", "dose_ranging",
-                 (f"schedule.cycles.0.infusions.0.ug_per_day={d * UG_PER_M2_AT_1_73:.4g}",), 7.0)
+                 (f"schedule.cycles.0.infusions.0.ug_per_day={d * BSA_M2:.4g}",), 7.0)
              for d in (5.0, 15.0, 30.0, 60.0)],
     # blood T-cell kinetics over cycle 1 and the first two weeks of cycle 2
     "two_cycles": [Arm("two cycles", "two_cycles", (), 56.0)],
