@@ -43,7 +43,8 @@ defines, and `pytest` must name test files that exist.
 
 Files a snippet reads but no earlier snippet of its page wrote are copied from the page
 that wrote them (docs/cohorts.md reads the README's `mrd.h5`) or else made by a tiny run or
-cohort (`run.h5` in docs/runfile.md, or any file when one test is selected alone):
+cohort (`run.h5` in docs/runfile.md, or any file when one test is selected alone), or a
+sensitivity file by the bundled analysis at 2 samples and 1 replicate (`sensitivity_dish.h5`):
 `made_on_demand`. Outputs go under the temporary directory, which has a `docs/images`
 folder because the tutorial's commands run from the repository root.
 
@@ -368,7 +369,12 @@ class Reader:
             if word in self.written:  # written by an earlier page (docs/cohorts.md reads the README's mrd.h5)
                 shutil.copyfile(self.written[word], self.dir / word)
                 continue
-            if re.search(r"mrd|cohort", word):
+            analysis = re.fullmatch(r"(sensitivity_\w+)\.h5", word)
+            if analysis:  # the bundled analysis, as small as it goes (its commands are only parsed)
+                self.blinasim(["blinasim", "sensitivity", analysis.group(1), "--samples", "2",
+                               "--replicates", "1", "--workers", "1", "--out", word, "--quiet"],
+                              Command((), "", f"(made {word})"))
+            elif re.search(r"mrd|cohort", word):
                 self.blinasim(["blinasim", "cohort", str(self.short_cohort_file("cohort_mrd")),
                                "--patients", str(QUICK_COHORT_PATIENTS), "--workers", "1",
                                "--out", word, "--quiet"], Command((), "", f"(made {word})"))
@@ -424,10 +430,25 @@ def check_yaml(snippet: Snippet) -> None:
     fields = yaml.safe_load(snippet.text)
     if not isinstance(fields, dict) or "name" not in fields and "base" not in fields:
         pytest.skip("a YAML fragment, not a whole file")
-    if "covariates" in fields or "scenario" in fields:
+    if "readouts" in fields:  # a sensitivity or calibration spec
+        load_analysis_spec(snippet)
+    elif "covariates" in fields or "scenario" in fields:
         load_cohort_text(snippet.text, str(ROOT / snippet.document))
     else:
         load_scenario_text(snippet.text, str(ROOT / snippet.document))
+
+
+def load_analysis_spec(snippet: Snippet) -> None:
+    """A sensitivity or calibration spec of the docs loads (its data file is not read)."""
+    import tempfile
+
+    from blinasim.analysis.calibration import load_calibration
+    from blinasim.analysis.sensitivity import load_sensitivity
+    kind = "calibration" if "calibration" in snippet.document else "sensitivity"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "spec.yaml"
+        path.write_text(snippet.text)
+        (load_calibration if kind == "calibration" else load_sensitivity)(str(path))
 
 
 def substituted(snippet: Snippet) -> bool:
