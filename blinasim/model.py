@@ -12,7 +12,7 @@ from blinasim.pk import Pharmacokinetics
 from blinasim.populations import KIND_CODE, NEVER, Population
 from blinasim.processes.antigen import AntigenDynamics
 from blinasim.processes.b_cells import BCellTurnover
-from blinasim.processes.base import cd69_positive, emax
+from blinasim.processes.base import cd69_positive
 from blinasim.processes.binding import ReceptorOccupancy
 from blinasim.processes.blasts import BlastGrowth
 from blinasim.processes.cytokines import CYTOKINES, CytokineRelease

@@ -20,7 +20,7 @@ from blinasim.processes.t_cells import ActivatedTCellDynamics
 from blinasim.rng import Purpose
 from blinasim.scenario import ScenarioError, load_scenario_text
 from blinasim.schema import (Activation, Binding, Exhaustion, Lysis, Markers, Route, Scenario,
-                             SubsetMix, SubsetTraits, TSubsets, T_SUBSETS)
+                             SubsetMix, SubsetTraits, TSubsets)
 from blinasim.units import kd_2d_per_um2
 
 NAIVE, CM, EM, TEMRA = range(4)
@@ -254,6 +254,7 @@ def test_only_armed_t_cells_release_effector_cytokines():
     armed = add(m, 1, CD8, activated_step=0, armed_step=5)
     g = add(m, 2, BLAST, cd19=22000.0)
     engage(m, np.concatenate([unarmed, armed]), g, step=5)
+    m.pop.armed_step[unarmed] = NEVER                       # engage() arms: undo for this one
     CytokineRelease(m, 10).step(m)
     both = m.cytokines_pg_per_ml[0].copy()
     m2 = BlinaModel(scenario())
