@@ -54,11 +54,13 @@ def draw_t_cells(s: Scenario, kind: str, comp: int, ids: np.ndarray, seed: int, 
 
 
 def seed_cells(pop: Population, s: Scenario, kind: str, comp: int, count: int,
-               width_um: float, height_um: float, seed: int, step: int) -> np.ndarray:
+               width_um: float, height_um: float, seed: int, step: int,
+               blast_weight: float = 1.0, clone: str | None = None) -> np.ndarray:
     """Add `count` new cells of one kind, uniformly placed in a compartment.
 
     CD4 T cells are regulatory with probability `treg_fraction_of_cd4`; blasts belong to
-    the CD19-negative or CD19-low clone with the scenario's initial shares.
+    `clone`, or when it is None to the CD19-negative or CD19-low clone with the scenario's
+    initial shares, and each stands for `blast_weight` patient cells.
     """
     ids = np.arange(pop.next_id, pop.next_id + count, dtype=np.int64)
     columns = draw_receptors(s, kind, ids, seed, step)
@@ -71,12 +73,16 @@ def seed_cells(pop: Population, s: Scenario, kind: str, comp: int, count: int,
     if kind == "blast":
         u = rng.uniforms(seed, ids, step, Purpose.INIT_ROLE)
         a = s.antigen
-        clone = np.where(u < a.cd19_negative_fraction, CLONE_CODE["cd19_negative"],
-                         np.where(u < a.cd19_negative_fraction + a.cd19_low_fraction,
-                                  CLONE_CODE["cd19_low"], CLONE_CODE["cd19_positive"]))
-        factor = np.select([clone == CLONE_CODE["cd19_negative"], clone == CLONE_CODE["cd19_low"]],
+        if clone is None:
+            clones = np.where(u < a.cd19_negative_fraction, CLONE_CODE["cd19_negative"],
+                              np.where(u < a.cd19_negative_fraction + a.cd19_low_fraction,
+                                       CLONE_CODE["cd19_low"], CLONE_CODE["cd19_positive"]))
+        else:
+            clones = np.full(count, CLONE_CODE[clone], dtype=np.int8)
+        factor = np.select([clones == CLONE_CODE["cd19_negative"], clones == CLONE_CODE["cd19_low"]],
                            [0.0, a.cd19_low_factor], 1.0)
-        columns.update(clone=clone, cd19=columns["cd19"] * factor, pdl1=s.exhaustion.pdl1_blast_level)
+        columns.update(clone=clones, cd19=columns["cd19"] * factor, pdl1=s.exhaustion.pdl1_blast_level,
+                       weight=blast_weight)
     columns["cd19_set"] = columns["cd19"]
     return pop.add(count, kind=KIND_CODE[kind], comp=comp,
                    x=width_um * rng.uniforms(seed, ids, step, Purpose.INIT_X),
@@ -87,7 +93,13 @@ def seed_cells(pop: Population, s: Scenario, kind: str, comp: int, count: int,
 
 INHERITED = ("kind", "comp", "cd19", "cd3", "granules", "granule_step", "activated_step",
              "engaged_step", "regulatory", "engagements", "clone", "cd19_set", "pdl1", "subset",
-             "armed_step", "stimulation", "destiny", "generation", "exhaustion")
+             "armed_step", "stimulation", "destiny", "generation", "exhaustion", "weight")
+
+
+def copy_cells(pop: Population, rows: np.ndarray, x: np.ndarray, y: np.ndarray, step: int) -> np.ndarray:
+    """New cells at (x, y) that inherit the state of `rows`; returns their rows."""
+    inherited = {name: getattr(pop, name)[rows].copy() for name in INHERITED}
+    return pop.add(len(rows), x=x, y=y, born_step=step, **inherited)
 
 
 def divide(pop: Population, mothers: np.ndarray, width_um: np.ndarray, height_um: np.ndarray,
@@ -98,5 +110,4 @@ def divide(pop: Population, mothers: np.ndarray, width_um: np.ndarray, height_um
     comp = pop.comp[mothers]
     x = np.mod(pop.x[mothers] + DAUGHTER_OFFSET_UM * np.cos(angle), width_um[comp])
     y = np.mod(pop.y[mothers] + DAUGHTER_OFFSET_UM * np.sin(angle), height_um[comp])
-    inherited = {name: getattr(pop, name)[mothers].copy() for name in INHERITED}
-    return pop.add(len(mothers), x=x, y=y, born_step=step, **inherited)
+    return copy_cells(pop, mothers, x, y, step)

@@ -120,6 +120,21 @@ class Geometry:
     speed_um_per_min: np.ndarray    # [compartment, kind]
     nucleated_capacity: np.ndarray  # all nucleated cells the slab holds (0 = not set)
     roles: tuple[str, ...]
+    scale: np.ndarray               # patient site volume / slab volume (1: the slab is the site)
+
+    @property
+    def site_capacity(self) -> np.ndarray:
+        """All nucleated cells of the patient site each compartment samples."""
+        return self.nucleated_capacity * self.scale
+
+    @property
+    def sampled(self) -> np.ndarray:
+        """Compartments that sample a larger patient site (their blasts carry weights)."""
+        return self.scale > 1.0
+
+    def role_codes(self, roles: tuple[str, ...]) -> list[int]:
+        """Codes of the compartments playing any of `roles`."""
+        return [c for c, role in enumerate(self.roles) if role in roles]
 
     def code(self, name: str) -> int | None:
         return self.names.index(name) if name in self.names else None
@@ -143,6 +158,8 @@ def build_geometry(s: Scenario) -> Geometry:
         nucleated_capacity=np.array([round(c.nucleated_cells_per_ul * v)
                                      for (_, c), v in zip(comps, volume_ul)], dtype=np.float64),
         roles=tuple(c.role for _, c in comps),
+        scale=np.array([max(1.0, c.patient_volume_ul / v) if c.patient_volume_ul > 0 else 1.0
+                        for (_, c), v in zip(comps, volume_ul)]),
     )
 
 

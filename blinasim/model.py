@@ -10,7 +10,9 @@ from blinasim.cells import seed_cells
 from blinasim.compartments import build_geometry, migration_graph
 from blinasim.pk import Pharmacokinetics
 from blinasim.populations import KIND_CODE, NEVER, Population
+from blinasim.burden import blast_burden
 from blinasim.processes.antigen import AntigenDynamics
+from blinasim.processes.assessment import ASSESSMENT_COLUMNS, ResponseAssessment, transplant_day
 from blinasim.processes.b_cells import BCellTurnover
 from blinasim.processes.base import cd69_positive
 from blinasim.processes.binding import ReceptorOccupancy
@@ -23,9 +25,10 @@ from blinasim.processes.motility import RandomWalk
 from blinasim.processes.pharmacokinetics import DrugConcentration
 from blinasim.processes.protocol import ACTIONS, Protocol
 from blinasim.processes.regulation import TregSuppression
+from blinasim.processes.sampling import BlastSampling
 from blinasim.processes.synapse import SynapseFormation
 from blinasim.processes.t_cells import ActivatedTCellDynamics
-from blinasim.schema import CELL_KINDS, T_KINDS, T_SUBSETS, Scenario
+from blinasim.schema import CELL_KINDS, MARROW_ROLES, T_KINDS, T_SUBSETS, Scenario
 from blinasim.units import pg_per_ml_to_molar
 
 POPULATION_INTERVAL_MIN = 10.0
@@ -34,7 +37,9 @@ POPULATION_INTERVAL_MIN = 10.0
 PARALLEL_MIN_ROWS = 200_000
 """Below this many rows the kernels run on one thread (see docs/performance.md)."""
 
-KILL_COLUMNS = ("time_h", "killer_id", "target_id", "target_kind", "compartment")
+KILL_COLUMNS = ("time_h", "killer_id", "target_id", "target_kind", "compartment", "patient_cells")
+CONTACT_PROCESSES = ("motility", "synapse", "lysis")
+"""Processes that can only act through contacts: not stepped while the model is quiet."""
 INTERVENTION_COLUMNS = ("time_h", "action", "value")
 
 
@@ -55,6 +60,12 @@ class BlinaModel(mesa.Model):
         self.threads = max(1, int(threads))
         self.dt_min = scenario.time_step_min
         self.total_steps = int(round(scenario.duration_h * 60.0 / self.dt_min))
+        transplant = transplant_day(scenario)
+        if transplant is not None:
+            self.total_steps = min(self.total_steps, int(round(transplant * 1440.0 / self.dt_min)))
+        self.quiet_below = scenario.patient.quiet_below_pg_per_ml
+        self._quiet_step = -1
+        self._quiet = False
         self.geometry = build_geometry(scenario)
         self.graph = migration_graph(scenario)
         self.pk = Pharmacokinetics(scenario.pk, scenario.schedule)
@@ -80,9 +91,32 @@ class BlinaModel(mesa.Model):
         for comp, compartment in enumerate(self.scenario.compartments.values()):
             for kind in CELL_KINDS:
                 count = int(round(compartment.cells_per_ul.get(kind) * geo.volume_ul[comp]))
-                if count:
+                if kind == "blast" and geo.sampled[comp]:
+                    self._seed_sampled_blasts(comp, count)
+                elif count:
                     seed_cells(self.pop, self.scenario, kind, comp, count,
                                geo.width_um[comp], geo.height_um[comp], self.seed, 0)
+
+    def _seed_sampled_blasts(self, comp: int, count: int) -> None:
+        """Blasts of a sampled site, clone by clone: the parental clone as `count` times its
+        share agents of weight `scale`; a minor clone (CD19-negative, CD19-low) as at least
+        `patient.min_blast_agents` sentinels sharing its patient cells (single cells when it
+        has fewer), so that a subclone of 1e-5 is present in the slab as it is in the patient."""
+        geo, a = self.geometry, self.scenario.antigen
+        site_blasts = count * geo.scale[comp]
+        minor = {"cd19_negative": a.cd19_negative_fraction, "cd19_low": a.cd19_low_fraction}
+        parts = [("cd19_positive", int(round(count * (1.0 - sum(minor.values())))), geo.scale[comp])]
+        for clone, share in minor.items():
+            cells = share * site_blasts
+            agents = max(self.scenario.patient.min_blast_agents, int(round(share * count)))
+            weight = cells / agents
+            if weight < 1.0:
+                agents, weight = int(round(cells)), 1.0
+            parts.append((clone, agents, weight))
+        for clone, agents, weight in parts:
+            if agents:
+                seed_cells(self.pop, self.scenario, "blast", comp, agents, geo.width_um[comp], geo.height_um[comp],
+                           self.seed, 0, blast_weight=weight, clone=clone)
 
     def _build_processes(self) -> list:
         slow = max(1, int(round(POPULATION_INTERVAL_MIN / self.dt_min)))
@@ -95,8 +129,14 @@ class BlinaModel(mesa.Model):
                      EndothelialActivation(self, slow), AntigenDynamics(self, slow),
                      ActivatedTCellDynamics(self, slow), BlastGrowth(self, slow),
                      BCellTurnover(self, slow)]
+        if self.geometry.sampled.any():
+            processes.append(BlastSampling(self, slow))
         if self.graph.number_of_edges():
             processes.append(Migration(self, slow))
+        self.assessment = None
+        if self.geometry.role_codes(MARROW_ROLES):
+            self.assessment = ResponseAssessment(self, slow)
+            processes.append(self.assessment)
         return processes
 
     # ------------------------------------------------------------------ stepping
@@ -117,9 +157,20 @@ class BlinaModel(mesa.Model):
         """One time step (Mesa has already advanced self.steps)."""
         for process in self.processes:
             if self.steps % process.every_steps == 0:
+                if process.name in CONTACT_PROCESSES and self.quiet():
+                    continue
                 process.step(self)
         if self.steps % self.population_every_steps == 0:
             self.pop.compact(self.kernel_threads())
+
+    def quiet(self) -> bool:
+        """No contact can do anything this step: the drug is below `patient.quiet_below_pg_per_ml`
+        in every compartment and no synapse is left (then none can form: docs/model.md)."""
+        if self._quiet_step != self.steps:
+            self._quiet_step = self.steps
+            below = self.conc_pg_per_ml * float(self.geometry.drug_exposure.max()) < self.quiet_below
+            self._quiet = below and (self._quiet or not np.any(self.pop.partner >= 0))
+        return self._quiet
 
     def record_kills(self, killer_rows: np.ndarray, target_rows: np.ndarray) -> None:
         """Log kills of this step (called by the lysis process before compaction)."""
@@ -127,7 +178,8 @@ class BlinaModel(mesa.Model):
         self.kills_total += len(target_rows)
         self._kill_buffer.append((np.full(len(target_rows), self.time_min / 60.0),
                                   pop.id[killer_rows].copy(), pop.id[target_rows].copy(),
-                                  pop.kind[target_rows].copy(), pop.comp[target_rows].copy()))
+                                  pop.kind[target_rows].copy(), pop.comp[target_rows].copy(),
+                                  pop.weight[target_rows].copy()))
 
     def drain_events(self) -> dict[str, dict[str, np.ndarray]]:
         """Events logged since the last drain, per table (only tables with new rows)."""
@@ -140,6 +192,12 @@ class BlinaModel(mesa.Model):
             tables["interventions"] = {"time_h": rows[:, 0], "action": rows[:, 1].astype(np.int8),
                                        "value": rows[:, 2]}
             self.protocol.events.clear()
+        if self.assessment is not None and self.assessment.events:
+            rows = np.array(self.assessment.events, dtype=float)
+            tables["assessments"] = {name: rows[:, i] for i, name in enumerate(ASSESSMENT_COLUMNS)}
+            tables["assessments"]["cycle"] = tables["assessments"]["cycle"].astype(np.int16)
+            tables["assessments"]["response"] = tables["assessments"]["response"].astype(np.int8)
+            self.assessment.events.clear()
         return tables
 
     # ------------------------------------------------------------------ read-outs
@@ -147,26 +205,31 @@ class BlinaModel(mesa.Model):
         """The timeseries row for the current time."""
         geo, pop = self.geometry, self.pop
         counts = pop.count_by(len(geo.names))
+        burden = blast_burden(self)
         t_kinds = [KIND_CODE["cd8"], KIND_CODE["cd4"]]
         row = {
             "drug_pg_per_ml": self.conc_pg_per_ml,
             "drug_pmol_per_l": pg_per_ml_to_molar(self.conc_pg_per_ml, self.scenario.drug.molar_mass_kda) * 1e12,
             "blood_b_per_ul": math.nan,
             "blood_t_per_ul": math.nan,
-            "marrow_blast_fraction": math.nan,
-            "blasts": float(counts[:, KIND_CODE["blast"]].sum()),
+            "marrow_blast_fraction": burden.marrow_fraction,
+            "blasts": burden.total,
+            "blast_agents": float(counts[:, KIND_CODE["blast"]].sum()),
+            "marrow_blasts": burden.in_roles(geo, MARROW_ROLES),
+            "circulating_blasts_per_ul": burden.circulating_per_ul,
+            "extramedullary_blasts": burden.in_roles(geo, ("extramedullary",)),
+            "cns_blasts": burden.in_roles(geo, ("cns",)),
+            "blasts_cd19neg_share": burden.cd19_negative_share,
+            "contacts_stepped": float(not self.quiet()),
             "synapses": float(np.count_nonzero((pop.partner >= 0) & (pop.kind <= KIND_CODE["cd4"]))),
             "kills_cumulative": float(self.kills_total),
             "t_cells_activated": float(np.count_nonzero((pop.alive == 1) & (pop.kind <= KIND_CODE["cd4"])
                                                         & (pop.activated_step >= 0))),
         }
-        blood, marrow = geo.role_code("blood"), geo.role_code("marrow")
+        blood = geo.role_code("blood")
         if blood is not None:
             row["blood_b_per_ul"] = counts[blood, KIND_CODE["b"]] / geo.volume_ul[blood]
             row["blood_t_per_ul"] = counts[blood, t_kinds].sum() / geo.volume_ul[blood]
-        if marrow is not None:
-            nucleated = max(geo.nucleated_capacity[marrow], counts[marrow].sum(), 1)
-            row["marrow_blast_fraction"] = counts[marrow, KIND_CODE["blast"]] / nucleated
         row.update(self._regulation_observables(blood))
         for c, name in enumerate(geo.names):
             for k, kind in enumerate(CELL_KINDS):
@@ -198,7 +261,7 @@ class BlinaModel(mesa.Model):
             "il6_signal_pg_per_ml": self.protocol.il6_signal(self) if blood is not None else math.nan,
             "crs_grade": float(self.protocol.crs_grade),
             "treg_fraction_of_cd4": float(np.count_nonzero(pop.regulatory[cd4])) / max(1, int(cd4.sum())),
-            "blasts_cd19neg": float(np.count_nonzero(blasts & (pop.cd19_set <= 0.0))),
+            "blasts_cd19neg": float(pop.weight[blasts & (pop.cd19_set <= 0.0)].sum()),
             "cd69_pos_fraction": float(np.count_nonzero(cd69)) / n_t,
             "cd25_pos_fraction": float(np.count_nonzero(cd25)) / n_t,
             "endothelial_activation": self.endothelial_activation,
@@ -255,6 +318,8 @@ class BlinaModel(mesa.Model):
         state = self.pop.state()
         state.update(self.pk.state())
         state.update(self.protocol.state())
+        if self.assessment is not None:
+            state.update(self.assessment.state())
         state.update({"model.steps": self.steps, "model.conc_pg_per_ml": self.conc_pg_per_ml,
                       "model.kills_total": self.kills_total,
                       "model.cytokines_pg_per_ml": self.cytokines_pg_per_ml.copy(),
@@ -278,6 +343,8 @@ class BlinaModel(mesa.Model):
         self.processes = self._build_processes()
         self.protocol.restore(state)
         self.protocol.events.clear()
+        if self.assessment is not None:
+            self.assessment.restore(state)
 
 
 VARIABLE_META = {
@@ -285,8 +352,15 @@ VARIABLE_META = {
     "drug_pmol_per_l": ("pmol/L", "plasma blinatumomab concentration"),
     "blood_b_per_ul": ("cells/uL", "normal B cells in blood"),
     "blood_t_per_ul": ("cells/uL", "T cells (CD8 + CD4) in blood"),
-    "marrow_blast_fraction": ("1", "blasts / nucleated marrow cells"),
-    "blasts": ("cells", "live blasts, all compartments"),
+    "marrow_blast_fraction": ("1", "blasts / nucleated cells of the patient's marrow (true value; the assessments table holds what the assays see)"),
+    "blasts": ("cells", "the patient's live blasts, all sites (summed weights of the blast agents)"),
+    "blast_agents": ("cells", "simulated blast agents, all compartments"),
+    "marrow_blasts": ("cells", "the patient's blasts in marrow (marrow and marrow niches)"),
+    "circulating_blasts_per_ul": ("cells/uL", "blasts in blood"),
+    "extramedullary_blasts": ("cells", "the patient's blasts at extramedullary sites"),
+    "cns_blasts": ("cells", "the patient's blasts in the CNS"),
+    "blasts_cd19neg_share": ("1", "share of the patient's blasts in a CD19-negative clone (exon-2 deletion or lineage switch)"),
+    "contacts_stepped": ("1", "1 if motility, contacts, synapses and hits were stepped (0: quiet, no drug and no synapse)"),
     "synapses": ("cells", "T cells in a bridged synapse"),
     "kills_cumulative": ("cells", "targets killed since the start"),
     "t_cells_activated": ("cells", "live T cells ever activated by a synapse"),
@@ -299,7 +373,7 @@ VARIABLE_META = {
     "il6_signal_pg_per_ml": ("pg/mL", "serum IL-6 not blocked by tocilizumab (IL-6 signalling)"),
     "crs_grade": ("1", "cytokine release syndrome grade (0-4) from IL-6 signalling"),
     "treg_fraction_of_cd4": ("1", "regulatory T cells / CD4 T cells in blood"),
-    "blasts_cd19neg": ("cells", "live blasts without heritable surface CD19"),
+    "blasts_cd19neg": ("cells", "the patient's live blasts without heritable surface CD19"),
     "cd69_pos_fraction": ("1", "CD69+ share of blood T cells"),
     "cd25_pos_fraction": ("1", "CD25+ share of blood T cells"),
     "endothelial_activation": ("1", "endothelial activation (ICAM-1, VCAM-1, P-selectin, Ang-2)"),

@@ -13,7 +13,7 @@ from blinasim.scenario import load_scenario
 
 MECHANISM_SECTIONS = ("drug", "pk", "receptors", "binding", "motility", "synapse", "lysis",
                       "activation", "t_subsets", "blasts", "b_cells", "markers", "exhaustion", "regulation",
-                      "cytokines", "crs", "antigen", "endothelium", "interventions", "neurotoxicity")
+                      "cytokines", "crs", "antigen", "endothelium", "interventions", "neurotoxicity", "patient")
 
 INTRO = """# Parameters
 

@@ -23,6 +23,13 @@ class InfusionPeriod:
     ug_per_h: float
 
 
+def ug_per_day(inf, schedule: Schedule) -> float:
+    """Daily dose of an infusion period: fixed, or per m2 of body surface up to the cap."""
+    if inf.ug_per_m2_per_day > 0.0:
+        return min(inf.ug_per_m2_per_day * schedule.body_surface_m2, schedule.max_ug_per_day)
+    return inf.ug_per_day
+
+
 def infusion_periods(schedule: Schedule) -> tuple[InfusionPeriod, ...]:
     """Absolute infusion periods of a schedule, cycles laid back to back from time 0."""
     periods = []
@@ -31,7 +38,7 @@ def infusion_periods(schedule: Schedule) -> tuple[InfusionPeriod, ...]:
         for inf in cycle.infusions:
             periods.append(InfusionPeriod(cycle_start + (inf.from_day - 1) * MIN_PER_DAY,
                                           cycle_start + inf.to_day * MIN_PER_DAY,
-                                          inf.ug_per_day / 24.0))
+                                          ug_per_day(inf, schedule) / 24.0))
         cycle_start += cycle.length_days * MIN_PER_DAY
     return tuple(periods)
 

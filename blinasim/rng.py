@@ -41,6 +41,13 @@ class Purpose(IntEnum):
     DIVISION_TIME = 29
     DESTINY = 30
     RESOLVE = 31
+    SPLIT_X = 32
+    SPLIT_Y = 33
+    DISCRETISE = 34
+    THIN = 35
+    ASSAY_MORPHOLOGY = 36
+    ASSAY_FLOW = 37
+    ASSAY_NGS = 38
 
 
 def uniforms(seed: int, ids: np.ndarray, step: int, purpose: Purpose, extra: int = 0) -> np.ndarray:

@@ -30,6 +30,7 @@ import h5py
 import numpy as np
 
 from blinasim import __version__
+from blinasim.assays import RESPONSES
 from blinasim.model import BlinaModel, variable_meta
 from blinasim.populations import KIND_CODE
 from blinasim.progress import Progress
@@ -127,7 +128,23 @@ def kill_columns(model: BlinaModel) -> list[Column]:
             Column("killer_id", "i8", "", "id of the T cell"),
             Column("target_id", "i8", "", "id of the killed cell"),
             Column("target_kind", "i1", "", "kind of the killed cell", flags=CELL_KINDS),
-            Column("compartment", "i1", "", "where it died", flags=model.geometry.names)]
+            Column("compartment", "i1", "", "where it died", flags=model.geometry.names),
+            Column("patient_cells", "f8", "cells", "patient cells the killed agent stood for (its weight)")]
+
+
+def assessment_columns() -> list[Column]:
+    """Columns of the ``assessments`` table (marrow aspirates after cycles and in follow-up)."""
+    return [Column("time_h", "f8", "h", "time of the aspirate"),
+            Column("cycle", "i2", "", "cycle the assessment closes or falls in (from 1)"),
+            Column("blast_percent", "f8", "%", "marrow blasts by morphology"),
+            Column("flow_mrd", "f8", "1", "MRD by flow: leukaemic events / cells analysed; 0 if below the limit of detection"),
+            Column("ngs_mrd", "f8", "1", "MRD by NGS: clonotype genomes / genomes sequenced; 0 if below the limit of detection"),
+            Column("marrow_blast_fraction", "f8", "1", "true marrow blast fraction the assays sampled"),
+            Column("circulating_blasts_per_ul", "f8", "cells/uL", "blasts in blood"),
+            Column("extramedullary_blasts", "f8", "cells", "blasts at extramedullary sites"),
+            Column("cns_blasts", "f8", "cells", "blasts in the CNS"),
+            Column("cd19_negative_share", "f8", "1", "share of all blasts in a CD19-negative clone"),
+            Column("response", "i1", "", "response at this assessment", flags=RESPONSES)]
 
 
 def intervention_columns() -> list[Column] | None:
@@ -142,11 +159,14 @@ def intervention_columns() -> list[Column] | None:
 
 
 def event_tables(model: BlinaModel) -> dict[str, list[Column]]:
-    """The event tables of a run file: kills, and interventions when the model has a protocol."""
+    """The event tables of a run file: kills; interventions when the model has a protocol;
+    assessments when it has a marrow."""
     tables = {"kills": kill_columns(model)}
     interventions = intervention_columns() if hasattr(model, "protocol") else None
     if interventions is not None:
         tables["interventions"] = interventions
+    if getattr(model, "assessment", None) is not None:
+        tables["assessments"] = assessment_columns()
     return tables
 
 

@@ -29,6 +29,9 @@ T_SUBSETS = ("naive", "cm", "em", "temra")
 """T-cell differentiation subsets, in the order of their integer codes: naive, central
 memory (CCR7+CD45RA-), effector memory (CCR7-CD45RA-), TEMRA (CCR7-CD45RA+)."""
 TARGET_KINDS = ("b", "blast")
+ROLES = ("tissue", "blood", "marrow", "marrow_niche", "vessel_wall", "cns", "lymphoid", "extramedullary")
+MARROW_ROLES = ("marrow", "marrow_niche")
+"""Roles whose blasts make up the marrow read-outs (an aspirate samples both)."""
 
 
 def param(default: Any, unit: str, low: float | None, high: float | None, doc: str,
@@ -76,6 +79,7 @@ class Infusion:
     from_day: int = param(1, "day", 1, 366, "First day of the period (day 1 starts at time 0 of the cycle)", "clinical convention")
     to_day: int = param(1, "day", 1, 366, "Last day of the period, inclusive", "clinical convention")
     ug_per_day: float = param(0.0, "ug/day", 0.0, 200.0, "Infusion rate (the label caps adults at 28 ug/day; MTD 60 ug/m2/day)", "BLINCYTO label; Topp et al. (MTD)")
+    ug_per_m2_per_day: float = param(0.0, "ug/m2/day", 0.0, 120.0, "Infusion rate per body surface area (children under 45 kg: 5 then 15 ug/m2/day); when set it replaces ug_per_day, as schedule.body_surface_m2 x this, capped at schedule.max_ug_per_day", "BLINCYTO label (paediatric dosing)")
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ def _standard_cycles() -> tuple[Cycle, ...]:
 class Schedule:
     """Dosing schedule: cycles run back to back from time 0."""
     cycles: tuple[Cycle, ...] = collection(_standard_cycles, "Cycles in order; the default is the adult step-up cycle 1")
+    body_surface_m2: float = param(1.8, "m2", 0.1, 3.5, "Body surface area for per-m2 dosing", "assumption: adult 1.8 m2; PK's only covariate (biology brief s.2)")
+    max_ug_per_day: float = param(28.0, "ug/day", 0.0, 200.0, "Cap on a per-m2 rate", "BLINCYTO label: never above 28 ug/day (15 ug/m2/day arm)")
 
 
 # --------------------------------------------------------------------------- cells
@@ -335,6 +341,21 @@ class Interventions:
 
 
 @dataclass(frozen=True)
+class Patient:
+    """The patient at full scale: weighted blasts, quiet-time stepping, response assessment by the clinic's assays."""
+    min_blast_agents: int = param(50, "agents", 1, 100000, "In a compartment sampling a patient site (patient_volume_ul > 0), blasts are split (each into two of half the weight) while fewer than this many stand for more patient cells; a blast with a weight between 1 and 2 becomes one or two cells of weight 1", "docs/model.md, 'The patient at full scale': sentinels load the slab's T cells more than the real residue does, so this floor must stay well below what they can kill (200 sentinels slowed the last kills in the convergence test by up to 2x; 25-100 agree with the fully agent-based run)")
+    max_blast_agents: int = param(50000, "agents", 2, 10000000, "Above this many blasts in a compartment each free blast survives a thinning with probability 1/2 and doubles its weight (bounded cost while a relapse grows)", "docs/model.md (unbiased: the expected patient cells are unchanged)")
+    quiet_below_pg_per_ml: float = param(1e-3, "pg/mL", 0.0, 1e3, "With the drug below this in every compartment and no synapse anywhere, motility, contacts, synapses and hits are not stepped (nothing can trigger); 0 turns this off", "docs/model.md: at 1e-3 pg/mL a contact holds ~1e-4 times the bridges it holds at 1 pg/mL, where no lysis is seen in 4 h; triggering needs 3 bridges, so its chance falls by ~1e-12")
+    morphology_cells: int = param(500, "cells", 1, 100000, "Nucleated cells counted on the marrow aspirate smear (blast percentage)", "ICSH guideline (Lee 2008): 500-cell marrow differential")
+    flow_cells: float = param(2e5, "cells", 1.0, 1e9, "Marrow cells analysed by flow cytometry for MRD", "assumption: conventional MRD flow with a sensitivity of 1e-4 (biology brief s.9); with flow_lod_events 20, 2e5 cells reach 1e-4")
+    flow_lod_events: int = param(20, "events", 1, 10000, "Leukaemic events flow must see to call MRD positive", "EuroFlow (Theunissen 2017): a cluster of >= 20 events")
+    ngs_cells: float = param(2e6, "cell equivalents", 1.0, 1e10, "Marrow genomes sequenced for MRD by NGS", "assumption: NGS MRD reaches 1e-6 (biology brief s.9) with ~1e6 genomes or more")
+    ngs_lod_events: int = param(2, "reads", 1, 10000, "Clonotype-carrying genomes NGS must see to call MRD positive", "assumption (with ngs_cells 2e6 the limit is 1e-6)")
+    followup_assessment_days: float = param(30.0, "day", 1.0, 366.0, "Interval of marrow assessments after the last cycle", "assumption: monthly marrow during follow-up")
+    transplant_after_cycle: int = param(0, "cycle", 0, 100, "Stop after the assessment of this cycle for an allogeneic transplant (the run ends there, censored); 0: never", "scenario choice (BLINCYTO label: transplant after response)")
+
+
+@dataclass(frozen=True)
 class Neurotoxicity:
     """Neurotoxicity indicator from T cells in the CNS and serum cytokines."""
     cns_t_per_ul_ref: float = param(20.0, "cells/uL", 1e-3, 1e6, "CNS T-cell density above baseline that gives an index of 1 - 1/e without cytokines", "assumption (documented rule, docs/model.md)")
@@ -354,7 +375,8 @@ class Compartment:
     nucleated_cells_per_ul: float = param(0.0, "cells/uL", 0.0, 1e7, "All nucleated cells of the compartment, simulated or not (denominator of blast fractions); 0 means only the simulated cells", "marrow: ~1e6/uL for a packed tissue (assumption)")
     b_production: bool = param(False, "", None, None, "Normal B cells are produced here at the rate that balances their lifespan at baseline", "assumption")
     serum_share: float = param(0.0, "", 0.0, 100.0, "How much of this compartment's cytokine release per mL also reaches serum, relative to blood (about its body volume / blood volume); the blood compartment itself always counts fully", "assumption: marrow ~2.5 L vs blood ~5 L gives 0.5; vessel wall 1 (faces the blood); CNS small (blood-brain barrier)")
-    role: str = param("tissue", "", None, None, "'blood' feeds blood read-outs and serum cytokines; 'marrow' the blast fraction; 'vessel_wall' holds T cells adhered to endothelium; 'cns' the neurotoxicity index; 'lymphoid' is lymph nodes and spleen (routes into it scale with each T-cell subset's lymphoid_homing; activated CD69+ T cells are held there); 'tissue' anything else", "", choices=("tissue", "blood", "marrow", "vessel_wall", "cns", "lymphoid"))
+    role: str = param("tissue", "", None, None, "'blood' feeds blood read-outs and serum cytokines; 'marrow' the blast fraction; 'marrow_niche' is marrow where T cells are scarce (counted in the marrow read-outs); 'vessel_wall' holds T cells adhered to endothelium; 'cns' the neurotoxicity index; 'lymphoid' is lymph nodes and spleen (routes into it scale with each T-cell subset's lymphoid_homing; activated CD69+ T cells are held there); 'extramedullary' is leukaemia outside marrow, blood and CNS; 'tissue' anything else", "", choices=ROLES)
+    patient_volume_ul: float = param(0.0, "uL", 0.0, 1e8, "Volume of the patient's tissue that this compartment is a sample of. Its blasts then stand for patient cells (each carries a weight, the patient cells it represents, starting at patient_volume_ul / compartment volume); 0: the compartment is the whole site (weights 1)", "docs/model.md, 'The patient at full scale'; e.g. marrow 7.7e11 nucleated cells (Harrison 1962, ~1.1e10/kg at 70 kg) at 1e6/uL = 7.7e5 uL; blood 5 L = 5e6 uL")
 
 
 @dataclass(frozen=True)
@@ -401,6 +423,7 @@ class Scenario:
     endothelium: Endothelium = section(Endothelium, "Endothelium and adhesion")
     interventions: Interventions = section(Interventions, "Interventions and protocol rules")
     neurotoxicity: Neurotoxicity = section(Neurotoxicity, "Neurotoxicity indicator")
+    patient: Patient = section(Patient, "The patient at full scale and the clinic's assays")
     compartments: dict[str, Compartment] = collection(dict, "Compartments by name (nodes of the compartment graph); 'blood' and 'marrow' feed the clinical read-outs")
     routes: tuple[Route, ...] = collection(tuple, "Migration routes (edges of the compartment graph)")
     output: Output = section(Output, "Recording")
@@ -431,11 +454,14 @@ def check_consistency(s: Scenario) -> list[tuple[str, str]]:
             if inf.from_day <= last_day:
                 problems.append((f"{path}.from_day", f"day {inf.from_day} overlaps or precedes the previous period (ends day {last_day}); periods must be in order and not overlap"))
             last_day = max(last_day, inf.to_day)
-    for role in ("blood", "marrow", "vessel_wall", "cns", "lymphoid"):
+    for role in ("blood", "marrow", "marrow_niche", "vessel_wall", "cns", "lymphoid", "extramedullary"):
         holders = [name for name, c in s.compartments.items() if c.role == role]
         if len(holders) > 1:
             problems.append((f"compartments.{holders[1]}.role", f"only one compartment may have role '{role}' (also {holders[0]})"))
     for name, c in s.compartments.items():
+        slab_ul = c.width_um * c.height_um * c.thickness_um / 1e9
+        if 0.0 < c.patient_volume_ul < slab_ul:
+            problems.append((f"compartments.{name}.patient_volume_ul", f"{c.patient_volume_ul:g} uL is less than the compartment's own volume ({slab_ul:.3g} uL); a sample cannot be larger than the site"))
         for kind in T_KINDS:
             total = sum(c.t_subsets.shares(kind))
             if abs(total - 1.0) > 1e-6:

@@ -57,12 +57,18 @@ class RunSummary:
         return out + clinical_lines(*outcome, rules=self.rules)
 
 
-def read_outcome(path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None, dict[str, int] | None]:
-    """(time series, interventions table or None, kills per target kind or None) of a run file."""
+def read_outcome(path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None, dict[str, int] | None,
+                                dict[str, np.ndarray] | None]:
+    """(time series, interventions table, kills per target kind, assessments table) of a run
+    file; a table the run does not have is None."""
     series = read_timeseries(path)
-    interventions = kills = None
+    interventions = kills = assessments = None
     with h5py.File(path, "r") as f:
         events = f.get("events")
+        if events is not None and "assessments" in events:
+            table = events["assessments"]
+            assessments = {name: table[name][...] for name in table if name != "event"}
+            assessments["responses"] = _flag_names(table["response"]) if "response" in table else ()
         if events is not None and "interventions" in events:
             table = events["interventions"]
             interventions = {name: table[name][...] for name in table if name != "event"}
@@ -72,7 +78,7 @@ def read_outcome(path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | N
             names = _flag_names(column)
             codes, counts = np.unique(column[...], return_counts=True)
             kills = {(names[c] if 0 <= c < len(names) else str(c)): int(n) for c, n in zip(codes, counts)}
-    return series, interventions, kills
+    return series, interventions, kills, assessments
 
 
 def _flag_names(dataset) -> tuple[str, ...]:
@@ -85,13 +91,14 @@ def _flag_names(dataset) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- the lines
 
 def clinical_lines(series: Mapping[str, np.ndarray], interventions: Mapping[str, np.ndarray] | None = None,
-                   kills_by_kind: Mapping[str, int] | None = None, *,
-                   rules: EndpointRules = EndpointRules()) -> list[str]:
+                   kills_by_kind: Mapping[str, int] | None = None, assessments: Mapping[str, np.ndarray] | None = None,
+                   *, rules: EndpointRules = EndpointRules()) -> list[str]:
     """The read-outs of one run in words, from its recorded series (``time_h`` and observables).
 
     `interventions` is the run's interventions table (columns ``time_h``, ``action``, ``value``
     and ``actions``, the names of the action codes); `kills_by_kind` the kills per target
-    kind. Lines whose read-outs are missing (or all NaN) are left out.
+    kind; `assessments` the marrow assessments table (with ``responses``, the names of the
+    response codes). Lines whose read-outs are missing (or all NaN) are left out.
     """
     t = np.asarray(series.get("time_h", ()), dtype=float)
     if t.size == 0:
@@ -104,6 +111,30 @@ def clinical_lines(series: Mapping[str, np.ndarray], interventions: Mapping[str,
         if line:
             label, text = line
             out.append(f"  {label:<{LABEL_WIDTH}}{text}")
+    for label, text in assessment_lines(assessments):
+        out.append(f"  {label:<{LABEL_WIDTH}}{text}")
+    return out
+
+
+RESPONSE_WORDS = {"complete_remission": "complete remission", "no_response": "no remission", "relapse": "relapse"}
+
+
+def assessment_lines(table: Mapping[str, np.ndarray] | None) -> list[tuple[str, str]]:
+    """One line per marrow assessment: what the aspirate, flow and NGS showed, and the response."""
+    if not table or len(table.get("time_h", ())) == 0:
+        return []
+    names = tuple(table.get("responses", ()))
+    out = []
+    for i, time_h in enumerate(np.asarray(table["time_h"], dtype=float)):
+        code = int(table["response"][i])
+        response = RESPONSE_WORDS.get(names[code], names[code]) if 0 <= code < len(names) else str(code)
+        if response == "relapse":
+            response += f" ({_percent(float(table['cd19_negative_share'][i]))} of blasts CD19-negative)"
+        mrd = "; ".join(f"{assay} {_exponent(float(table[column][i])) if table[column][i] > 0 else 'negative'}"
+                        for assay, column in (("flow", "flow_mrd"), ("NGS", "ngs_mrd")))
+        out.append(("assessed" if i == 0 else "",
+                    f"day {time_h / 24:g} (cycle {int(table['cycle'][i])}): {float(table['blast_percent'][i]):.3g}% "
+                    f"blasts on the smear, MRD {mrd} - {response}"))
     return out
 
 
@@ -191,7 +222,10 @@ class _Run:
         share = self.endpoint("cd19neg_share_end")
         if blasts[-1] > 0 and math.isfinite(share):
             text += f" ({_percent(share)} CD19-negative)"
-        return ("blasts", text + " (simulated cells)")
+        agents = self.values("blast_agents") if self.has("blast_agents") else blasts
+        if np.array_equal(agents, blasts):
+            return ("blasts", text + " (simulated cells)")
+        return ("blasts", text + f" in the patient ({agents[-1]:,.0f} simulated)")
 
     def b_cells(self):
         if not self.has("blood_b_per_ul"):

@@ -1,8 +1,11 @@
 """Blast growth: logistic in the nucleated capacity of the compartment.
 
-Each free blast divides with rate ln2/doubling_time * (1 - N_blast / capacity) where the
-capacity is the compartment's nucleated cells (nucleated_cells_per_ul * volume).
-Compartments without a capacity (nucleated_cells_per_ul = 0, e.g. a dish) hold no growth.
+Each free blast divides with rate ln2/doubling_time * (1 - N_blast / capacity) where
+N_blast is the patient cells the compartment's blasts stand for (their summed weights) and
+the capacity the nucleated cells of the patient site it samples (nucleated_cells_per_ul *
+volume * scale; scale 1 when the compartment is the whole site). A daughter inherits the
+weight, so a weighted blast's patient cells double with it. Compartments without a
+capacity (nucleated_cells_per_ul = 0, e.g. a dish) hold no growth.
 """
 from __future__ import annotations
 
@@ -27,9 +30,9 @@ class BlastGrowth:
     def step(self, model) -> None:
         pop, geo = model.pop, model.geometry
         blasts = (pop.alive == 1) & (pop.kind == KIND_CODE["blast"])
-        per_comp = np.bincount(pop.comp[blasts], minlength=len(geo.names))
-        room = np.where(geo.nucleated_capacity > 0,
-                        1.0 - per_comp / np.maximum(geo.nucleated_capacity, 1.0), 0.0)
+        per_comp = np.bincount(pop.comp[blasts], weights=pop.weight[blasts], minlength=len(geo.names))
+        room = np.where(geo.site_capacity > 0,
+                        1.0 - per_comp / np.maximum(geo.site_capacity, 1.0), 0.0)
         rows = np.flatnonzero(blasts & (pop.partner < 0))
         if len(rows) == 0:
             return

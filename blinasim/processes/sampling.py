@@ -1,0 +1,80 @@
+"""Weighted blasts of a sampled patient site: split when few, make single cells, thin when many.
+
+A compartment with scale > 1 (`patient_volume_ul` set) is a sample of a larger patient
+site. Each of its blast agents carries a weight w, the patient cells it stands for, and the
+site holds N = sum(w) blasts. Every population interval, per sampled compartment with n
+blast agents:
+
+- split: while 0 < n < n_min, every free blast with w >= 2 becomes two of weight w/2, the
+  copy placed uniformly at random in the compartment (a copy at the same place would
+  double the local density). N is unchanged exactly.
+- single cells: a free blast with 1 < w < 2 becomes one cell of weight 1 and, with
+  probability w - 1, a second one. E[N] is unchanged; the residue is then single cells.
+- thin: while n > n_max, each free blast survives with probability 1/2 and doubles its
+  weight. E[N] is unchanged.
+
+Engaged blasts are left alone until their synapse ends.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from blinasim import rng
+from blinasim.cells import copy_cells
+from blinasim.populations import KIND_CODE
+from blinasim.rng import Purpose
+
+
+class BlastSampling:
+    name = "blast_sampling"
+
+    def __init__(self, model, every_steps: int):
+        self.every_steps = every_steps
+        self.sampled = np.flatnonzero(model.geometry.sampled)
+        self.min_agents = model.scenario.patient.min_blast_agents
+        self.max_agents = model.scenario.patient.max_blast_agents
+
+    def step(self, model) -> None:
+        for comp in self.sampled:
+            pop = model.pop
+            blasts = (pop.alive == 1) & (pop.kind == KIND_CODE["blast"]) & (pop.comp == comp)
+            n = int(np.count_nonzero(blasts))
+            free = blasts & (pop.partner < 0)
+            if 0 < n < self.min_agents:
+                self._split(model, comp, np.flatnonzero(free & (pop.weight >= 2.0)))
+            elif n > self.max_agents:
+                self._thin(model, np.flatnonzero(free))
+            pop = model.pop
+            free = (pop.alive == 1) & (pop.kind == KIND_CODE["blast"]) & (pop.comp == comp) & (pop.partner < 0)
+            self._single_cells(model, comp, np.flatnonzero(free & (pop.weight > 1.0) & (pop.weight < 2.0)))
+
+    @staticmethod
+    def _place(model, comp: int, rows: np.ndarray, extra: int) -> np.ndarray:
+        """Copies of `rows` placed uniformly in the compartment (`extra` keys the draws)."""
+        pop, geo = model.pop, model.geometry
+        ids = pop.id[rows]
+        x = geo.width_um[comp] * rng.uniforms(model.seed, ids, model.steps, Purpose.SPLIT_X, extra)
+        y = geo.height_um[comp] * rng.uniforms(model.seed, ids, model.steps, Purpose.SPLIT_Y, extra)
+        return copy_cells(pop, rows, x, y, model.steps)
+
+    def _split(self, model, comp: int, rows: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        model.pop.weight[rows] *= 0.5
+        self._place(model, comp, rows, 0)
+
+    def _single_cells(self, model, comp: int, rows: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        pop = model.pop
+        second = rows[rng.uniforms(model.seed, pop.id[rows], model.steps, Purpose.DISCRETISE) < pop.weight[rows] - 1.0]
+        pop.weight[rows] = 1.0
+        if len(second):
+            self._place(model, comp, second, 1)
+
+    @staticmethod
+    def _thin(model, rows: np.ndarray) -> None:
+        pop = model.pop
+        dropped = rng.uniforms(model.seed, pop.id[rows], model.steps, Purpose.THIN) < 0.5
+        pop.alive[rows[dropped]] = 0
+        pop.weight[rows[~dropped]] *= 2.0
