@@ -482,4 +482,8 @@ def check_consistency(s: Scenario) -> list[tuple[str, str]]:
                 problems.append((f"routes.{i}.{end}", f"unknown compartment '{name}'; known: {', '.join(sorted(s.compartments)) or 'none'}"))
         if route.source == route.target:
             problems.append((f"routes.{i}.target", "a route must join two different compartments"))
+        source, target = s.compartments.get(route.source), s.compartments.get(route.target)
+        if (source is not None and target is not None and route.rate_per_h.blast > 0
+                and source.patient_volume_ul > 0 and target.patient_volume_ul <= 0):
+            problems.append((f"routes.{i}.rate_per_h.blast", f"blasts of '{route.source}' stand for many patient cells (patient_volume_ul is set); they can only move to a compartment that also samples a patient site, and '{route.target}' has no patient_volume_ul"))
     return problems

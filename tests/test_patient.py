@@ -10,7 +10,7 @@ from test_regulation import BLAST, CD8, add, comp, engage, scenario
 
 from blinasim import assays, rng
 from blinasim.burden import blast_burden
-from blinasim.convergence import full_runs, mean_log_ratio, sampled_runs
+from blinasim.convergence import full_runs, largest_z, sampled_runs
 from blinasim.model import BlinaModel
 from blinasim.pk import infusion_periods
 from blinasim.populations import CLONE_CODE
@@ -94,6 +94,32 @@ def test_thinning_above_the_ceiling_keeps_the_expected_burden():
     assert np.array_equal(pop.alive == 0, dropped)
     assert np.all(pop.weight[pop.alive == 1] == 16.0)
     assert pop.weight[pop.alive == 1].sum() == pytest.approx(32000, rel=0.05)
+
+
+def test_heavy_arrivals_are_reweighted_to_the_compartment_scale():
+    """A blast of weight 3.5 x 1e4 arriving from a coarser site becomes 4 of 8,750."""
+    m = patient_model(patient=Patient(min_blast_agents=1))
+    add(m, 1, BLAST, weight=3.5 * SCALE)
+    add(m, 1, BLAST, weight=1.5 * SCALE)      # not heavier than twice the scale: kept
+    BlastSampling(m, 10).step(m)
+    pop = m.pop
+    assert sorted(pop.weight.tolist()) == [8750.0] * 4 + [1.5 * SCALE]
+    assert pop.weight.sum() == 5.0 * SCALE
+
+
+def test_blasts_cannot_move_from_a_sampled_to_an_unsampled_compartment():
+    from blinasim.scenario import ScenarioError, load_scenario_text
+    text = """\
+name: t
+pk: {model: fixed}
+compartments:
+  marrow: {role: marrow, patient_volume_ul: 1000}
+  dish: {}
+routes:
+  - {source: marrow, target: dish, rate_per_h: {blast: 0.1}}
+"""
+    with pytest.raises(ScenarioError, match="routes.0.rate_per_h.blast"):
+        load_scenario_text(text, "t.yaml")
 
 
 def test_crowding_uses_the_patient_burden():
@@ -211,27 +237,19 @@ def test_with_drug_or_a_synapse_left_contacts_are_stepped():
 
 def test_sampled_tissue_follows_the_fully_agent_based_run():
     """Patient blasts of a 1/4 sample (weight 4, sentinels below the default floor) follow
-    the fully agent-based tissue within 0.15 ln on average; a floor of 400 sentinels (more
-    than the slab's T cells can serve) does not, so the comparison can fail."""
-    seeds = range(1, 4)
+    the fully agent-based tissue within 3 standard errors every hour (8 seeds each); a floor
+    of 400 sentinels (more than the slab's T cells can serve) does not, so the comparison
+    can fail."""
+    seeds = range(1, 9)
     full, sampled = full_runs(seeds), sampled_runs(seeds)
-    assert abs(mean_log_ratio(full, sampled)) < 0.15
     assert sampled[:, 0].mean() == full[:, 0].mean() == 4000.0
-    crowded = sampled_runs(seeds, min_blast_agents=400)
-    assert mean_log_ratio(full, crowded) > 0.15
+    assert largest_z(full, sampled) < 3.0
+    assert largest_z(full, sampled_runs(seeds, min_blast_agents=400)) > 3.0
 
 
-def test_minor_clones_are_seeded_as_sentinels_with_their_share_of_the_site():
-    """300 blasts x 1e4 = 3e6 patient blasts; CD19-negative 1e-5 (30 cells: single cells),
-    CD19-low 1e-2 (3e4 cells on 50 sentinels of 600); the parental clone 297 x 1e4."""
-    from blinasim.schema import Antigen
-    s = scenario({"marrow": marrow(cells_per_ul=KindValues(blast=3e6))}, conc=0.0,
-                 antigen=Antigen(cd19_negative_fraction=1e-5, cd19_low_fraction=1e-2))
-    pop = BlinaModel(s, seed=1).pop
-    def clone(name):
-        rows = pop.clone == CLONE_CODE[name]
-        return int(rows.sum()), round(float(pop.weight[rows].min()), 6), round(float(pop.weight[rows].max()), 6)
-    assert clone("cd19_negative") == (30, 1.0, 1.0)
-    assert clone("cd19_low") == (50, 600.0, 600.0)
-    assert clone("cd19_positive") == (297, SCALE, SCALE)
-    assert np.all(pop.cd19[pop.clone == CLONE_CODE["cd19_negative"]] == 0.0)
+def test_reweighting_never_passes_the_agent_ceiling():
+    m = patient_model(patient=Patient(min_blast_agents=1, max_blast_agents=100))
+    add(m, 10, BLAST, weight=1e3 * SCALE)       # would be 10,000 agents
+    BlastSampling(m, 10).step(m)
+    assert m.pop.n <= 100
+    assert m.pop.weight.sum() == pytest.approx(1e4 * SCALE)

@@ -30,6 +30,7 @@ import numpy as np
 from blinasim import __version__
 from blinasim.cohort.covariates import COVARIATES
 from blinasim.cohort.endpoints import ENDPOINTS, summarise
+from blinasim.cohort.survival import rfs_lines
 from blinasim.cohort.patient import SERIES, PatientDraw, PatientResult
 from blinasim.model import variable_meta
 
@@ -261,4 +262,5 @@ def summary_lines(path: str | os.PathLike) -> list[str]:
             if spread["n"][i]:
                 lines.append(f"  {name}: median {spread['median'][i]:.3g} "
                              f"(IQR {spread['q1'][i]:.3g}-{spread['q3'][i]:.3g}, n={spread['n'][i]})")
+        lines.extend(rfs_lines(cohort["patients"], status == DONE))
     return lines

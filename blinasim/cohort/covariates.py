@@ -15,7 +15,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from blinasim.schema import T_KINDS, T_SUBSETS, Scenario, param
+from blinasim.schema import MARROW_ROLES, T_KINDS, T_SUBSETS, Scenario, param
 
 DRAWS_PER_BLOCK = 64
 MAX_BLOCKS = 1000
@@ -192,6 +192,8 @@ def body_size_overrides(base: Scenario, values: Mapping[str, float], dosing: Dos
         rates = LABEL_UG_PER_M2_PER_DAY
         for i, cycle in enumerate(base.schedule.cycles):
             for j, infusion in enumerate(cycle.infusions):
+                if infusion.ug_per_m2_per_day > 0 or infusion.ug_per_day not in rates:
+                    continue  # already per m2, or a rate the label does not convert
                 dose = min(infusion.ug_per_day, rates[infusion.ug_per_day] * bsa)
                 overrides.append(f"schedule.cycles.{i}.infusions.{j}.ug_per_day={dose!r}")
         restart = base.interventions.restart_ug_per_day
@@ -225,10 +227,10 @@ def cell_overrides(base: Scenario, values: Mapping[str, float]) -> list[str]:
     """Overrides for the covariates that set cell densities and cell properties."""
     overrides = []
     if "marrow_blast_percent" in values:
-        marrow = compartment_with_role(base, "marrow")
-        nucleated = base.compartments[marrow].nucleated_cells_per_ul
-        overrides.append(f"compartments.{marrow}.cells_per_ul.blast="
-                         f"{values['marrow_blast_percent'] / 100.0 * nucleated!r}")
+        for name, compartment in base.compartments.items():
+            if compartment.role in MARROW_ROLES:
+                overrides.append(f"compartments.{name}.cells_per_ul.blast="
+                                 f"{values['marrow_blast_percent'] / 100.0 * compartment.nucleated_cells_per_ul!r}")
     if "blood_t_per_ul" in values:
         factor = values["blood_t_per_ul"] / blood_t_per_ul(base)
         for name, compartment in base.compartments.items():

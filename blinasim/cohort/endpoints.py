@@ -53,6 +53,11 @@ ENDPOINTS = (
     Endpoint("b_depletion_day", "day", "first time blood B cells < b_depleted_per_ul, in days from the start (NaN if never)"),
     Endpoint("t_expansion_fold", "1", "peak blood T cells from t_expansion_from_day on / blood T cells at the start"),
     Endpoint("t_expansion_day", "day", "day of that peak, in days from the start"),
+    Endpoint("cr_2_cycles", "0/1", "marrow assessments (runs with the assessments table): complete remission at the assessment of cycle 1 or 2 (smear < 5%, no circulating blasts, no extramedullary mass)"),
+    Endpoint("mrd_negative_cycle1", "0/1", "flow MRD below its limit of detection (1e-4) at the assessment of cycle 1"),
+    Endpoint("rfs_day", "day", "relapse-free survival from the first CR assessment to the relapse assessment, or to the end of the run (censored); NaN without CR"),
+    Endpoint("rfs_event", "0/1", "a relapse was assessed after a CR (0: censored at rfs_day)"),
+    Endpoint("relapse_cd19neg_assessed", "0/1", "at the relapse assessment >= cd19neg_share of the blasts are in a CD19-negative clone (NaN without relapse)"),
 )
 ENDPOINT_NAMES = tuple(e.name for e in ENDPOINTS)
 
@@ -64,6 +69,10 @@ RATES = (
     ("crs_any", "CRS of any grade", lambda e: float(e["max_crs_grade"] >= 1)),
     ("crs_grade3plus", "CRS of grade 3 or higher", lambda e: float(e["max_crs_grade"] >= 3)),
     ("neurotox_event", "neurotoxicity event (index threshold)", lambda e: e["neurotox_event"]),
+    ("cr_2_cycles", "CR within two cycles (assessments)", lambda e: e["cr_2_cycles"]),
+    ("mrd_negative_cycle1", "flow MRD negative after cycle 1", lambda e: e["mrd_negative_cycle1"]),
+    ("rfs_event", "relapse after CR (assessments)", lambda e: e["rfs_event"]),
+    ("relapse_cd19neg_assessed", "CD19-negative relapse (assessments)", lambda e: e["relapse_cd19neg_assessed"]),
 )
 """Cohort rates: (name, meaning, patient endpoints -> 0/1)."""
 
@@ -87,8 +96,41 @@ def _share(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else math.nan
 
 
-def evaluate(series: Mapping[str, np.ndarray], rules: EndpointRules) -> dict[str, float]:
-    """Every endpoint of one patient (0/1 for yes/no, NaN where a rule has no value).
+def course_endpoints(assessments: Mapping[str, np.ndarray] | None, end_h: float,
+                     rules: EndpointRules) -> dict[str, float]:
+    """The endpoints read from the marrow assessments table (NaN for a run without one).
+
+    `assessments` has the columns of the run file's ``events/assessments`` (``response``
+    coded as in blinasim.assays.RESPONSES); `end_h` is the end of the run (censoring).
+    """
+    from blinasim.assays import RESPONSES
+    nan = math.nan
+    if assessments is None or len(assessments.get("time_h", ())) == 0:
+        return {"cr_2_cycles": nan, "mrd_negative_cycle1": nan, "rfs_day": nan, "rfs_event": nan,
+                "relapse_cd19neg_assessed": nan}
+    t = np.asarray(assessments["time_h"], dtype=float)
+    cycle = np.asarray(assessments["cycle"], dtype=int)
+    response = np.asarray(assessments["response"], dtype=int)
+    cr = response == RESPONSES.index("complete_remission")
+    relapse = response == RESPONSES.index("relapse")
+    first_cycle = np.flatnonzero(cycle == 1)
+    first_cr, first_relapse = _first_time(t, cr), _first_time(t, relapse)
+    relapse_share = (float(np.asarray(assessments["cd19_negative_share"])[np.flatnonzero(relapse)[0]])
+                     if relapse.any() else nan)
+    return {
+        "cr_2_cycles": float(np.any(cr & (cycle <= 2))),
+        "mrd_negative_cycle1": (float(np.asarray(assessments["flow_mrd"])[first_cycle[0]] == 0.0)
+                                if first_cycle.size else nan),
+        "rfs_day": ((first_relapse if relapse.any() else end_h) - first_cr) / 24.0 if cr.any() else nan,
+        "rfs_event": float(relapse.any()) if cr.any() else nan,
+        "relapse_cd19neg_assessed": float(relapse_share >= rules.cd19neg_share) if relapse.any() else nan,
+    }
+
+
+def evaluate(series: Mapping[str, np.ndarray], rules: EndpointRules,
+             assessments: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
+    """Every endpoint of one patient (0/1 for yes/no, NaN where a rule has no value), from
+    its series and, when the run has one, its marrow assessments table.
 
     Raises ValueError when the series end before the assessment day.
     """
@@ -111,7 +153,7 @@ def evaluate(series: Mapping[str, np.ndarray], rules: EndpointRules) -> dict[str
     window = t >= rules.t_expansion_from_day * 24.0 - 1e-9
     peak = int(np.argmax(t_cells[window])) if window.any() else -1
     neurotox = float(np.max(series["neurotox_index"]))
-    return {
+    return course_endpoints(assessments, float(t[-1]), rules) | {
         "cr": float(cr),
         "mrd_response": float(assessed < rules.mrd_blast_fraction),
         "marrow_blast_fraction_assessed": assessed,

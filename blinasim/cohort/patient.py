@@ -97,25 +97,32 @@ def series_times_h(duration_h: float, every_h: float) -> np.ndarray:
     return times if abs(times[-1] - duration_h) < 1e-9 else np.append(times, duration_h)
 
 
-def simulate_patient(task: PatientTask) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Run the patient; returns (series on the cohort grid, series at every recorded row)."""
+def simulate_patient(task: PatientTask) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
+                                                 dict[str, np.ndarray] | None]:
+    """Run the patient; returns (series on the cohort grid, series at every recorded row,
+    marrow assessments table or None)."""
     loaded = load_scenario_text(task.base_yaml, f"cohort patient {task.index}", task.overrides)
     model = BlinaModel(loaded.scenario, seed=task.seed, threads=1)
     record_every = record_every_steps(model)
     names = tuple(dict.fromkeys(SERIES + SERIES_NEEDED))
     rows = [model.observables()]
     times = [0.0]
+    assessments: list[dict[str, np.ndarray]] = []
     while not model.finished:
         model.step()
         if model.steps % record_every == 0 or model.finished:
-            model.drain_events()  # the kill log is not kept; drained so it does not grow
+            events = model.drain_events()  # the kill log is not kept; drained so it does not grow
+            if "assessments" in events:
+                assessments.append(events["assessments"])
             times.append(model.time_min / 60.0)
             rows.append(model.observables())
     full = {"time_h": np.array(times)}
     full.update({name: np.array([row[name] for row in rows], dtype=float) for name in names})
     grid = series_times_h(loaded.scenario.duration_h, task.series_every_h)
     at = np.searchsorted(full["time_h"], grid - 1e-9)
-    return {name: full[name][at] for name in SERIES}, full
+    table = ({name: np.concatenate([a[name] for a in assessments]) for name in assessments[0]}
+             if assessments else None)
+    return {name: full[name][at] for name in SERIES}, full, table
 
 
 def run_patient(task: PatientTask) -> PatientResult:
@@ -124,8 +131,8 @@ def run_patient(task: PatientTask) -> PatientResult:
     try:
         if task.problem:
             raise ValueError(task.problem)
-        series, full = simulate_patient(task)
-        endpoints = evaluate(full, task.rules)
+        series, full, assessments = simulate_patient(task)
+        endpoints = evaluate(full, task.rules, assessments)
     except Exception as exc:  # noqa: BLE001 - a patient's failure must not stop the cohort
         lines = str(exc).splitlines()
         message = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")

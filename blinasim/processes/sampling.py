@@ -12,6 +12,9 @@ blast agents:
   probability w - 1, a second one. E[N] is unchanged; the residue is then single cells.
 - thin: while n > n_max, each free blast survives with probability 1/2 and doubles its
   weight. E[N] is unchanged.
+- re-weight arrivals: a free blast heavier than twice the compartment's scale s (one that
+  migrated in from a site sampled more coarsely) becomes k = ceil(w/s) blasts of weight w/k,
+  the copies placed at random (fewer when that would pass n_max). N is unchanged exactly.
 
 Engaged blasts are left alone until their synapse ends.
 """
@@ -36,6 +39,7 @@ class BlastSampling:
 
     def step(self, model) -> None:
         for comp in self.sampled:
+            self._reweight_arrivals(model, comp)
             pop = model.pop
             blasts = (pop.alive == 1) & (pop.kind == KIND_CODE["blast"]) & (pop.comp == comp)
             n = int(np.count_nonzero(blasts))
@@ -71,6 +75,22 @@ class BlastSampling:
         pop.weight[rows] = 1.0
         if len(second):
             self._place(model, comp, second, 1)
+
+    def _reweight_arrivals(self, model, comp: int) -> None:
+        pop = model.pop
+        scale = model.geometry.scale[comp]
+        rows = np.flatnonzero((pop.alive == 1) & (pop.kind == KIND_CODE["blast"]) & (pop.comp == comp)
+                              & (pop.partner < 0) & (pop.weight > 2.0 * scale))
+        if len(rows) == 0:
+            return
+        pieces = np.ceil(pop.weight[rows] / scale)
+        room = self.max_agents - np.count_nonzero((pop.alive == 1) & (pop.kind == KIND_CODE["blast"]) & (pop.comp == comp))
+        if (pieces - 1).sum() > room:  # never past max_blast_agents: the rest stay heavier
+            pieces = np.maximum(1.0, np.floor(pieces * max(room, 0) / pieces.sum()))
+        pieces = pieces.astype(np.int64)
+        pop.weight[rows] /= pieces
+        for copy in range(1, int(pieces.max())):   # draws keyed 2, 3, ... (0 and 1 are the split's)
+            self._place(model, comp, rows[pieces > copy], copy + 1)
 
     @staticmethod
     def _thin(model, rows: np.ndarray) -> None:

@@ -1,8 +1,10 @@
 """The standard figure of a cohort file (`blinasim plot COHORT.h5`).
 
-Six panels: endpoint rates with 95% intervals; every patient's marrow blast fraction,
+Seven panels: endpoint rates with 95% intervals; every patient's marrow blast fraction,
 blood B cells, blood T cells and serum IL-6 over time (remission in blue, no remission in
-red); and the marrow blast fraction at the assessment against the patients' burden at the start.
+red); the marrow blast fraction at the assessment against the patients' burden at the
+start; and relapse-free survival from CR (Kaplan-Meier, lifelines) for cohorts assessed
+by the marrow assays.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from blinasim.cohort.cohortfile import DONE, FAILED, read_cohort
+from blinasim.cohort.survival import plot_rfs
 
 CR_COLOUR, NO_CR_COLOUR = "tab:blue", "tab:red"
 TRACES = (("marrow_blast_fraction", "marrow blasts / nucleated cells", True),
@@ -28,11 +31,11 @@ def plot_cohort(path, title: str | None = None) -> Figure:
     done = patients["status"] == DONE
     cr = patients["cr"] == 1.0
     rules = _rules(cohort["attrs"])
-    fig = Figure(figsize=(14, 8), layout="constrained")
-    axes = fig.subplots(2, 3)
+    fig = Figure(figsize=(18, 8), layout="constrained")
+    axes = fig.subplots(2, 4)
     _rates(axes[0, 0], cohort["rates"])
     days = series["time_h"] / 24.0
-    for ax, (name, label, log) in zip(axes.ravel()[1:5], TRACES):
+    for ax, (name, label, log) in zip((axes[0, 1], axes[0, 2], axes[1, 0], axes[1, 1]), TRACES):
         for i in np.flatnonzero(done):
             values = series[name][i]
             ax.plot(days, np.where(values > 0, values, np.nan) if log else values,
@@ -46,6 +49,8 @@ def plot_cohort(path, title: str | None = None) -> Figure:
     marrow.legend(handles=[Line2D([], [], color=CR_COLOUR, label="remission"),
                            Line2D([], [], color=NO_CR_COLOUR, label="no remission")], fontsize=8)
     _burden(axes[1, 2], patients, done, cr)
+    plot_rfs(axes[0, 3], patients, done)
+    axes[1, 3].set_axis_off()
     n, failed = int(done.sum()), int(np.count_nonzero(patients["status"] == FAILED))
     fig.suptitle(title or f"{cohort['attrs'].get('name', path)}: {n} patients"
                  + (f" ({failed} failed)" if failed else ""))
