@@ -323,3 +323,34 @@ def test_zero_inflation_gives_zeros_at_its_rate_and_keeps_the_rest():
     assert np.mean(values[values > 0]) == pytest.approx(2 / 7, abs=0.02)
     # without inflation the stream is used as before: no extra draw
     assert plain.sample(np.random.default_rng(3)) == np.random.default_rng(3).beta(2.0, 5.0, 64)[0]
+
+
+def test_course_endpoints_from_the_assessments():
+    from blinasim.cohort.endpoints import course_endpoints
+    table = {"time_h": np.array([1008.0, 2016.0, 3024.0, 4440.0]), "cycle": np.array([1, 2, 3, 4]),
+             "flow_mrd": np.array([2e-3, 0.0, 0.0, 0.1]), "cd19_negative_share": np.array([0, 0, 0, 0.7]),
+             "response": np.array([0, 1, 1, 2])}
+    e = course_endpoints(table, 6000.0, RULES)
+    assert e == {"cr_2_cycles": 1.0, "mrd_negative_cycle1": 0.0, "rfs_day": (4440.0 - 2016.0) / 24.0,
+                 "rfs_event": 1.0, "relapse_cd19neg_assessed": 1.0}
+    censored = course_endpoints({**table, "response": np.array([1, 1, 1, 1])}, 6000.0, RULES)
+    assert censored["rfs_day"] == (6000.0 - 1008.0) / 24.0 and censored["rfs_event"] == 0.0
+    assert math.isnan(censored["relapse_cd19neg_assessed"])
+    never = course_endpoints({**table, "response": np.array([0, 0, 0, 0])}, 6000.0, RULES)
+    assert never["cr_2_cycles"] == 0.0 and math.isnan(never["rfs_day"]) and math.isnan(never["rfs_event"])
+    assert all(math.isnan(v) for v in course_endpoints(None, 6000.0, RULES).values())
+
+
+def test_kaplan_meier_rfs_by_hand():
+    """Four patients in CR: relapses at 10 and 30 days, censored at 20 and 40:
+    S(10) = 3/4, S(30) = 3/4 x 1/2 = 3/8; median 30 days."""
+    from blinasim.cohort.survival import fit_rfs, rfs_lines
+    days, events = np.array([10.0, 20.0, 30.0, 40.0]), np.array([1.0, 0.0, 1.0, 0.0])
+    km = fit_rfs(days, events)
+    assert float(km.survival_function_at_times(10.0).iloc[0]) == pytest.approx(0.75)
+    assert float(km.survival_function_at_times(35.0).iloc[0]) == pytest.approx(0.375)
+    assert km.median_survival_time_ == 30.0
+    patients = {"rfs_day": np.array([10.0, 20.0, 30.0, 40.0, np.nan]), "rfs_event": np.array([1.0, 0.0, 1.0, 0.0, np.nan])}
+    lines = rfs_lines(patients, np.ones(5, dtype=bool))
+    assert lines[0].startswith("  relapse-free survival from CR (Kaplan-Meier, n=4, 2 relapses): median 30 days")
+    assert fit_rfs(np.array([]), np.array([])) is None

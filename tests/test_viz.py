@@ -75,7 +75,7 @@ def test_figure_panels_and_absent_variables(runs):
     # the schedule is shaded with its doses written on it (two days: only the 9 ug/day step)
     assert [t.get_text() for t in by_title["Blinatumomab in plasma"].texts] == ["9 ug/day"]
     # CR and MRD thresholds on the marrow panel
-    assert {t.get_text() for t in by_title["Marrow blasts"].texts} == {"CR < 5%", "MRD 0.01%"}
+    assert {t.get_text() for t in by_title["Marrow blasts"].texts} == {"CR < 5%", "flow MRD 1e-4", "NGS MRD 1e-6"}
 
 
 def test_kills_by_kind_add_up_to_the_total(runs):

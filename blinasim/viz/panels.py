@@ -60,7 +60,13 @@ PANELS: dict[str, Panel] = {p.key: p for p in (
            Series("T cells", "blood_t_per_ul", color="C0")), log=True, floor=0.01),
     Panel("marrow", "Marrow blasts", "blasts (% of nucleated cells)",
           (Series("marrow blasts", "marrow_blast_fraction", scale=100.0, color="C3"),),
-          log=True, floor=1e-3, thresholds=((5.0, "CR < 5%"), (0.01, "MRD 0.01%"))),
+          log=True, floor=1e-5, thresholds=((5.0, "CR < 5%"), (0.01, "flow MRD 1e-4"), (1e-4, "NGS MRD 1e-6"))),
+    Panel("burden", "The patient's leukaemia", "blasts in the patient (cells)",
+          (Series("all sites", "blasts", color="k"),
+           Series("marrow", "marrow_blasts", color="C3"),
+           Series("CNS", "cns_blasts", color="C4"),
+           Series("extramedullary", "extramedullary_blasts", color="C1"),
+           Series("CD19-negative", "blasts_cd19neg", color="C5")), log=True, floor=1.0, schedule=True),
     Panel("cd19neg", "CD19-negative blasts", "share of blasts (%)",
           (Series("CD19-negative", "blasts_cd19neg", per="blasts", scale=100.0, color="C5"),)),
     Panel("cytokines", "Cytokines in plasma", "concentration (pg/mL)",
@@ -83,7 +89,7 @@ PANELS: dict[str, Panel] = {p.key: p for p in (
           (Series("Tregs", "treg_fraction_of_cd4", scale=100.0, color="C2"),)),
 )}
 
-FIGURE_PANELS = ("pk", "blood", "marrow", "cd19neg", "cytokines", "toxicity", "kills")
+FIGURE_PANELS = ("pk", "blood", "marrow", "burden", "cd19neg", "cytokines", "toxicity", "kills")
 """Panels of `blinasim plot` unless --vars chooses others."""
 
 LIVE_PANELS = ("pk", "blood", "blasts", "tcells", "cytokines")
