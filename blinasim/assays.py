@@ -20,11 +20,14 @@ CHUNK_CELLS = 1_000_000
 """Analysed cells drawn per batch (bounds the memory of an assay)."""
 
 CR_BLAST_PERCENT = 5.0
-"""Complete remission: < 5% marrow blasts (BLINCYTO label; NCCN), no circulating blasts, no extramedullary disease."""
+"""Complete remission: < 5% marrow blasts (BLINCYTO label; NCCN), no circulating blasts, no
+extramedullary or CNS disease."""
 CIRCULATING_BLASTS_PER_UL = 1.0
 """Blasts in blood at or above this are 'circulating blasts' (assumption: seen on a blood film)."""
 DETECTABLE_EXTRAMEDULLARY_CELLS = 1e9
 """An extramedullary mass of ~1 cm3 (~1e9 cells) is found on imaging (assumption)."""
+CNS3_BLASTS_PER_UL = 5.0
+"""CNS disease: >= 5 leukocytes/uL of CSF with blasts (CNS-3, NCCN ALL guideline)."""
 
 RESPONSES = ("no_response", "complete_remission", "relapse")
 """Response codes of the assessments table: not in CR; in CR; relapsed after a CR."""
@@ -59,10 +62,11 @@ def assay_marrow(p: Patient, fraction: float, seed: int, step: int) -> MarrowAss
                         mrd(p.ngs_cells, p.ngs_lod_events, Purpose.ASSAY_NGS))
 
 
-def in_remission(assays: MarrowAssays, circulating_blasts_per_ul: float, extramedullary_cells: float) -> bool:
+def in_remission(assays: MarrowAssays, circulating_blasts_per_ul: float, extramedullary_cells: float,
+                 csf_blasts_per_ul: float = 0.0) -> bool:
     """The blast criteria of CR (count recovery, which separates CR, CRh and CRi, is not modelled)."""
     return (assays.blast_percent < CR_BLAST_PERCENT and circulating_blasts_per_ul < CIRCULATING_BLASTS_PER_UL
-            and extramedullary_cells < DETECTABLE_EXTRAMEDULLARY_CELLS)
+            and extramedullary_cells < DETECTABLE_EXTRAMEDULLARY_CELLS and csf_blasts_per_ul < CNS3_BLASTS_PER_UL)
 
 
 def response(remission: bool, had_remission: bool) -> str:

@@ -18,6 +18,7 @@ class Burden:
     cd19_negative: float          # patient blasts of a CD19-negative clone, all sites
     marrow_fraction: float        # blasts / nucleated cells of the marrow sites (nan: no marrow)
     circulating_per_ul: float     # blasts per uL of blood (nan: no blood)
+    csf_per_ul: float             # blasts per uL of the CNS compartment (0: no CNS)
 
     @property
     def total(self) -> float:
@@ -49,4 +50,6 @@ def blast_burden(model) -> Burden:
         fraction = float(per_comp[marrow].sum() / nucleated.sum())
     blood = geo.role_code("blood")
     circulating = np.nan if blood is None else float(per_comp[blood] / (geo.volume_ul[blood] * geo.scale[blood]))
-    return Burden(per_comp, float(pop.weight[negative].sum()), fraction, circulating)
+    cns = geo.role_code("cns")
+    csf = 0.0 if cns is None else float(per_comp[cns] / (geo.volume_ul[cns] * geo.scale[cns]))
+    return Burden(per_comp, float(pop.weight[negative].sum()), fraction, circulating, csf)

@@ -6,11 +6,11 @@ import math
 import mesa
 import numpy as np
 
+from blinasim.burden import blast_burden
 from blinasim.cells import seed_cells
 from blinasim.compartments import build_geometry, migration_graph
 from blinasim.pk import Pharmacokinetics
 from blinasim.populations import KIND_CODE, NEVER, Population
-from blinasim.burden import blast_burden
 from blinasim.processes.antigen import AntigenDynamics
 from blinasim.processes.assessment import ASSESSMENT_COLUMNS, ResponseAssessment, transplant_day
 from blinasim.processes.b_cells import BCellTurnover
@@ -47,9 +47,11 @@ class BlinaModel(mesa.Model):
     """Cells of every kind and compartment in one struct-of-arrays population.
 
     Each step (`time_step_min` minutes) runs, in order: PK, receptor occupancy, motility,
-    synapse formation and lysis; every ~10 minutes also the protocol (interventions, CRS
-    grade), cytokines, Treg suppression, endothelium, CD19 dynamics, T-cell expansion and
-    death, blast growth, B-cell turnover and migration; then dead cells are compacted away.
+    synapse formation and lysis (the last three not while the model is quiet: no drug and
+    no synapse); every ~10 minutes also the protocol (interventions, CRS grade), cytokines,
+    Treg suppression, endothelium, CD19 dynamics, T-cell expansion and death, blast growth,
+    B-cell turnover, the sampling of weighted blasts, migration and the marrow assessments;
+    then dead cells are compacted away.
     """
 
     def __init__(self, scenario: Scenario, seed: int | None = None, threads: int = 1):

@@ -34,8 +34,15 @@ from blinasim.assays import RESPONSES
 from blinasim.model import BlinaModel, variable_meta
 from blinasim.populations import KIND_CODE
 from blinasim.progress import Progress
-from blinasim.runfile import (Column, Difference, NotARunFile, RunWriter, WriteFailed, compare_runs,
-                              read_attrs)
+from blinasim.runfile import (
+    Column,
+    Difference,
+    NotARunFile,
+    RunWriter,
+    WriteFailed,
+    compare_runs,
+    read_attrs,
+)
 from blinasim.scenario import LoadedScenario, ScenarioError, load_scenario_text
 from blinasim.schema import CELL_KINDS
 from blinasim.summary import RunSummary
@@ -143,6 +150,7 @@ def assessment_columns() -> list[Column]:
             Column("circulating_blasts_per_ul", "f8", "cells/uL", "blasts in blood"),
             Column("extramedullary_blasts", "f8", "cells", "blasts at extramedullary sites"),
             Column("cns_blasts", "f8", "cells", "blasts in the CNS"),
+            Column("csf_blasts_per_ul", "f8", "cells/uL", "blasts per uL of cerebrospinal fluid (CNS-3 at >= 5)"),
             Column("cd19_negative_share", "f8", "1", "share of all blasts in a CD19-negative clone"),
             Column("response", "i1", "", "response at this assessment", flags=RESPONSES)]
 

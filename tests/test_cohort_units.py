@@ -10,11 +10,28 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blinasim.cohort.covariates import (COVARIATES, Distribution, Dosing, bsa_m2, patient_overrides,
-                                        patient_seed, sample_covariates)
-from blinasim.cohort.endpoints import EndpointRules, evaluate, summarise, wilson_interval
+from blinasim.cohort.covariates import (
+    COVARIATES,
+    Distribution,
+    Dosing,
+    bsa_m2,
+    patient_overrides,
+    patient_seed,
+    sample_covariates,
+)
+from blinasim.cohort.endpoints import (
+    EndpointRules,
+    evaluate,
+    summarise,
+    wilson_interval,
+)
 from blinasim.cohort.spec import load_cohort, load_cohort_text
-from blinasim.scenario import ScenarioError, bundled_cohorts, bundled_scenarios, load_scenario
+from blinasim.scenario import (
+    ScenarioError,
+    bundled_cohorts,
+    bundled_scenarios,
+    load_scenario,
+)
 
 RULES = EndpointRules()
 

@@ -181,6 +181,7 @@ def test_morphology_percent_and_the_remission_rule():
     assert assays.in_remission(clear, 0.0, 0.0)
     assert not assays.in_remission(clear, 2.0, 0.0)            # circulating blasts
     assert not assays.in_remission(clear, 0.0, 2e9)            # extramedullary mass
+    assert not assays.in_remission(clear, 0.0, 0.0, 6.0)       # CNS-3
     assert assays.response(True, False) == "complete_remission"
     assert assays.response(False, False) == "no_response"
     assert assays.response(False, True) == "relapse"

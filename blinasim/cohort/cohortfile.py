@@ -30,8 +30,8 @@ import numpy as np
 from blinasim import __version__
 from blinasim.cohort.covariates import COVARIATES
 from blinasim.cohort.endpoints import ENDPOINTS, summarise
-from blinasim.cohort.survival import rfs_lines
 from blinasim.cohort.patient import SERIES, PatientDraw, PatientResult
+from blinasim.cohort.survival import rfs_lines
 from blinasim.model import variable_meta
 
 FORMAT = "blinasim-cohort"

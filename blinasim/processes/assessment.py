@@ -13,8 +13,8 @@ from blinasim.burden import blast_burden
 
 MIN_PER_DAY = 1440.0
 ASSESSMENT_COLUMNS = ("time_h", "cycle", "blast_percent", "flow_mrd", "ngs_mrd", "marrow_blast_fraction",
-                      "circulating_blasts_per_ul", "extramedullary_blasts", "cns_blasts", "cd19_negative_share",
-                      "response")
+                      "circulating_blasts_per_ul", "extramedullary_blasts", "cns_blasts", "csf_blasts_per_ul",
+                      "cd19_negative_share", "response")
 
 
 def assessment_days(scenario) -> list[tuple[float, int]]:
@@ -65,14 +65,14 @@ class ResponseAssessment:
         marrow = assays.assay_marrow(p, burden.marrow_fraction, model.seed, model.steps)
         extramedullary = burden.in_roles(geo, ("extramedullary",))
         circulating = 0.0 if burden.circulating_per_ul != burden.circulating_per_ul else burden.circulating_per_ul
-        remission = assays.in_remission(marrow, circulating, extramedullary)
+        remission = assays.in_remission(marrow, circulating, extramedullary, burden.csf_per_ul)
         response = assays.response(remission, self.had_remission)
         if response == "relapse" and self.relapse_step < 0:
             self.relapse_step = model.steps
         self.had_remission = self.had_remission or remission
         self.events.append((model.time_min / 60.0, cycle, marrow.blast_percent, marrow.flow_mrd, marrow.ngs_mrd,
                             burden.marrow_fraction, circulating, extramedullary, burden.in_roles(geo, ("cns",)),
-                            burden.cd19_negative_share, assays.RESPONSES.index(response)))
+                            burden.csf_per_ul, burden.cd19_negative_share, assays.RESPONSES.index(response)))
 
     def state(self) -> dict:
         return {"assessment.had_remission": int(self.had_remission), "assessment.relapse_step": self.relapse_step}
