@@ -192,7 +192,7 @@ def test_morphology_percent_and_the_remission_rule():
 def test_assessment_days_close_cycles_and_follow_up_monthly():
     s = scenario(schedule=Schedule(cycles=(Cycle(42, (Infusion(1, 28, 28.0),)), Cycle(42, (Infusion(1, 28, 28.0),)),
                                            Cycle(100, ()))))
-    assert assessment_days(s) == [(42, 1), (84, 2), (114, 3), (144, 3), (174, 3), (184, 3)]
+    assert assessment_days(s) == [(28, 1), (70, 2), (114, 3), (144, 3), (174, 3), (184, 3)]
     assert transplant_day(s) is None
     s = scenario(schedule=s.schedule, patient=Patient(transplant_after_cycle=2), duration_h=3000.0)
     assert transplant_day(s) == 84.0

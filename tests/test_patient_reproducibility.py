@@ -18,7 +18,7 @@ from blinasim.model import BlinaModel
 from blinasim.runfile import compare_runs, read_attrs, read_timeseries
 
 # full_course shrunk to ~4,000 cells: one infusion day, three drug-free days (quiet from
-# ~day 2.5), assessments on days 2, 3 and 4; a floor of 400 sentinels forces splitting
+# ~day 2.5), assessments on days 1, 3 and 4; a floor of 400 sentinels forces splitting
 SMALL_PATIENT = """\
 base: full_course
 name: small_patient
@@ -72,7 +72,7 @@ def test_the_small_course_exercises_the_patient_scale(reference):
     assert np.any(ts["blast_agents"] != ts["blasts"])
     assert ts["contacts_stepped"][-1] == 0.0 and ts["contacts_stepped"][10] == 1.0
     with h5py.File(reference, "r") as f:
-        assert f["events/assessments/time_h"][...].tolist() == [48.0, 72.0, 96.0]
+        assert f["events/assessments/time_h"][...].tolist() == [24.0, 72.0, 96.0]
         assert np.all(f["events/kills/patient_cells"][...] >= 1.0)
 
 

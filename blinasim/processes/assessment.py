@@ -1,6 +1,7 @@
 """Response assessment as the clinic does it: a marrow aspirate after each cycle and during follow-up.
 
-Assessments fall at the end of every cycle with an infusion and every
+Assessments fall on the day after each cycle's last infusion day (day 29 of a 28-days-on
+cycle, as the trials assess: Topp 2015, Gokbuget 2018) and every
 `patient.followup_assessment_days` within cycles without one (follow-up). Each runs the
 marrow assays (blinasim.assays) on the patient-scale marrow blast fraction and decides the
 response; a relapse is a loss of the blast criteria after a complete remission. With
@@ -23,7 +24,7 @@ def assessment_days(scenario) -> list[tuple[float, int]]:
     every = scenario.patient.followup_assessment_days
     for number, cycle in enumerate(scenario.schedule.cycles, start=1):
         if cycle.infusions:
-            days.append((start + cycle.length_days, number))
+            days.append((start + max(inf.to_day for inf in cycle.infusions), number))
         else:
             k = 1
             while k * every < cycle.length_days - 1e-9:
