@@ -199,6 +199,7 @@ class BlinaModel(mesa.Model):
             tables["assessments"] = {name: rows[:, i] for i, name in enumerate(ASSESSMENT_COLUMNS)}
             tables["assessments"]["cycle"] = tables["assessments"]["cycle"].astype(np.int16)
             tables["assessments"]["response"] = tables["assessments"]["response"].astype(np.int8)
+            tables["assessments"]["follow_up"] = tables["assessments"]["follow_up"].astype(np.int8)
             self.assessment.events.clear()
         return tables
 

@@ -152,7 +152,8 @@ def assessment_columns() -> list[Column]:
             Column("cns_blasts", "f8", "cells", "blasts in the CNS"),
             Column("csf_blasts_per_ul", "f8", "cells/uL", "blasts per uL of cerebrospinal fluid (CNS-3 at >= 5)"),
             Column("cd19_negative_share", "f8", "1", "share of all blasts in a CD19-negative clone"),
-            Column("response", "i1", "", "response at this assessment", flags=RESPONSES)]
+            Column("response", "i1", "", "response at this assessment", flags=RESPONSES),
+            Column("follow_up", "i1", "", "1 in follow-up (a cycle without an infusion)")]
 
 
 def intervention_columns() -> list[Column] | None:

@@ -132,8 +132,10 @@ def assessment_lines(table: Mapping[str, np.ndarray] | None) -> list[tuple[str, 
             response += f" ({_percent(float(table['cd19_negative_share'][i]))} of blasts CD19-negative)"
         mrd = "; ".join(f"{assay} {_exponent(float(table[column][i])) if table[column][i] > 0 else 'negative'}"
                         for assay, column in (("flow", "flow_mrd"), ("NGS", "ngs_mrd")))
+        follow_up = int(table["follow_up"][i]) if "follow_up" in table else 0
+        when = "follow-up" if follow_up else f"cycle {int(table['cycle'][i])}"
         out.append(("assessed" if i == 0 else "",
-                    f"day {time_h / 24:g} (cycle {int(table['cycle'][i])}): {float(table['blast_percent'][i]):.3g}% "
+                    f"day {time_h / 24:g} ({when}): {float(table['blast_percent'][i]):.3g}% "
                     f"blasts on the smear, MRD {mrd} - {response}"))
     return out
 

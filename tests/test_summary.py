@@ -148,7 +148,8 @@ def test_run_prints_the_clinical_summary(tmp_path: Path, capsys):
 ASSESSMENTS = {"time_h": np.array([1008.0, 2016.0, 2736.0]), "cycle": np.array([1, 2, 3]),
                "blast_percent": np.array([1.2, 0.0, 7.4]), "flow_mrd": np.array([3.1e-3, 0.0, 0.07]),
                "ngs_mrd": np.array([2.9e-3, 4.5e-6, 0.071]), "cd19_negative_share": np.array([0.0, 0.0, 0.8]),
-               "response": np.array([1, 1, 2]), "responses": ("no_response", "complete_remission", "relapse")}
+               "response": np.array([1, 1, 2]), "responses": ("no_response", "complete_remission", "relapse"),
+               "follow_up": np.array([0, 0, 1])}
 
 
 def test_assessments_are_said_one_line_each():
@@ -157,5 +158,5 @@ def test_assessments_are_said_one_line_each():
     assert said == [
         "  assessed  day 42 (cycle 1): 1.2% blasts on the smear, MRD flow 3.1e-3; NGS 2.9e-3 - complete remission",
         "            day 84 (cycle 2): 0% blasts on the smear, MRD flow negative; NGS 4.5e-6 - complete remission",
-        "            day 114 (cycle 3): 7.4% blasts on the smear, MRD flow 7e-2; NGS 7.1e-2 - relapse (80% of blasts CD19-negative)",
+        "            day 114 (follow-up): 7.4% blasts on the smear, MRD flow 7e-2; NGS 7.1e-2 - relapse (80% of blasts CD19-negative)",
     ]

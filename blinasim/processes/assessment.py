@@ -15,7 +15,7 @@ from blinasim.burden import blast_burden
 MIN_PER_DAY = 1440.0
 ASSESSMENT_COLUMNS = ("time_h", "cycle", "blast_percent", "flow_mrd", "ngs_mrd", "marrow_blast_fraction",
                       "circulating_blasts_per_ul", "extramedullary_blasts", "cns_blasts", "csf_blasts_per_ul",
-                      "cd19_negative_share", "response")
+                      "cd19_negative_share", "response", "follow_up")
 
 
 def assessment_days(scenario) -> list[tuple[float, int]]:
@@ -35,6 +35,11 @@ def assessment_days(scenario) -> list[tuple[float, int]]:
     return days
 
 
+def follow_up_cycles(scenario) -> set[int]:
+    """Numbers (from 1) of the cycles without an infusion: follow-up."""
+    return {number for number, cycle in enumerate(scenario.schedule.cycles, start=1) if not cycle.infusions}
+
+
 def transplant_day(scenario) -> float | None:
     """Day the run stops for a transplant (end of cycle `transplant_after_cycle`), if any."""
     k = scenario.patient.transplant_after_cycle
@@ -51,6 +56,7 @@ class ResponseAssessment:
         self.every_steps = every_steps
         per_day = MIN_PER_DAY / model.dt_min
         self.due = [(int(round(day * per_day)), cycle) for day, cycle in assessment_days(model.scenario)]
+        self.follow_up = follow_up_cycles(model.scenario)
         self.events: list[tuple[float, ...]] = []
         self.had_remission = False
         self.relapse_step = -1
@@ -73,7 +79,8 @@ class ResponseAssessment:
         self.had_remission = self.had_remission or remission
         self.events.append((model.time_min / 60.0, cycle, marrow.blast_percent, marrow.flow_mrd, marrow.ngs_mrd,
                             burden.marrow_fraction, circulating, extramedullary, burden.in_roles(geo, ("cns",)),
-                            burden.csf_per_ul, burden.cd19_negative_share, assays.RESPONSES.index(response)))
+                            burden.csf_per_ul, burden.cd19_negative_share, assays.RESPONSES.index(response),
+                            int(cycle in self.follow_up)))
 
     def state(self) -> dict:
         return {"assessment.had_remission": int(self.had_remission), "assessment.relapse_step": self.relapse_step}
