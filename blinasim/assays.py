@@ -62,10 +62,10 @@ def assay_marrow(p: Patient, fraction: float, seed: int, step: int) -> MarrowAss
                         mrd(p.ngs_cells, p.ngs_lod_events, Purpose.ASSAY_NGS))
 
 
-def in_remission(assays: MarrowAssays, circulating_blasts_per_ul: float, extramedullary_cells: float,
+def in_remission(assays: MarrowAssays, blood_blasts_per_ul: float, extramedullary_cells: float,
                  csf_blasts_per_ul: float = 0.0) -> bool:
     """The blast criteria of CR (count recovery, which separates CR, CRh and CRi, is not modelled)."""
-    return (assays.blast_percent < CR_BLAST_PERCENT and circulating_blasts_per_ul < CIRCULATING_BLASTS_PER_UL
+    return (assays.blast_percent < CR_BLAST_PERCENT and blood_blasts_per_ul < CIRCULATING_BLASTS_PER_UL
             and extramedullary_cells < DETECTABLE_EXTRAMEDULLARY_CELLS and csf_blasts_per_ul < CNS3_BLASTS_PER_UL)
 
 

@@ -147,7 +147,7 @@ def assessment_columns() -> list[Column]:
             Column("flow_mrd", "f8", "1", "MRD by flow: leukaemic events / cells analysed; 0 if below the limit of detection"),
             Column("ngs_mrd", "f8", "1", "MRD by NGS: clonotype genomes / genomes sequenced; 0 if below the limit of detection"),
             Column("marrow_blast_fraction", "f8", "1", "true marrow blast fraction the assays sampled"),
-            Column("circulating_blasts_per_ul", "f8", "cells/uL", "blasts in blood"),
+            Column("blood_blasts_per_ul", "f8", "cells/uL", "blasts in blood"),
             Column("extramedullary_blasts", "f8", "cells", "blasts at extramedullary sites"),
             Column("cns_blasts", "f8", "cells", "blasts in the CNS"),
             Column("csf_blasts_per_ul", "f8", "cells/uL", "blasts per uL of cerebrospinal fluid (CNS-3 at >= 5)"),

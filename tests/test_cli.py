@@ -186,7 +186,8 @@ def test_scenarios_lists_bundled_ones(capsys):
     assert {"dish", "standard_cycle"} <= set(bundled)
     for line, description in zip(lines, bundled.values()):
         assert line.endswith(description) and "does not load" not in line
-    assert [line.split()[0] for line in cohort_part.splitlines()] == ["cohort_mrd", "cohort_rr_high_burden"]
+    assert [line.split()[0] for line in cohort_part.splitlines()] == ["cohort_full_course", "cohort_mrd", "cohort_mrd_course",
+                                                                     "cohort_rr_high_burden"]
 
 
 def test_show_prints_the_resolved_scenario(tmp_path, capsys, tiny):

@@ -222,7 +222,7 @@ covariates:
 
 
 def test_bundled_cohorts_load_and_are_not_scenarios():
-    assert set(bundled_cohorts()) == {"cohort_rr_high_burden", "cohort_mrd", "cohort_full_course"}
+    assert set(bundled_cohorts()) == {"cohort_rr_high_burden", "cohort_mrd", "cohort_full_course", "cohort_mrd_course"}
     assert not any(name.startswith("cohort_") for name in bundled_scenarios())
     for name in bundled_cohorts():
         spec = load_cohort(name)

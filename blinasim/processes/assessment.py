@@ -14,7 +14,7 @@ from blinasim.burden import blast_burden
 
 MIN_PER_DAY = 1440.0
 ASSESSMENT_COLUMNS = ("time_h", "cycle", "blast_percent", "flow_mrd", "ngs_mrd", "marrow_blast_fraction",
-                      "circulating_blasts_per_ul", "extramedullary_blasts", "cns_blasts", "csf_blasts_per_ul",
+                      "blood_blasts_per_ul", "extramedullary_blasts", "cns_blasts", "csf_blasts_per_ul",
                       "cd19_negative_share", "response", "follow_up")
 
 
