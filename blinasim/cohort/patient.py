@@ -105,7 +105,11 @@ def simulate_patient(task: PatientTask) -> tuple[dict[str, np.ndarray], dict[str
     model = BlinaModel(loaded.scenario, seed=task.seed, threads=1)
     record_every = record_every_steps(model)
     names = tuple(dict.fromkeys(SERIES + SERIES_NEEDED))
-    rows = [model.observables()]
+
+    def needed() -> dict[str, float]:  # only the series kept: a course records ~56,000 rows
+        row = model.observables()
+        return {name: row[name] for name in names}
+    rows = [needed()]
     times = [0.0]
     assessments: list[dict[str, np.ndarray]] = []
     while not model.finished:
@@ -115,7 +119,7 @@ def simulate_patient(task: PatientTask) -> tuple[dict[str, np.ndarray], dict[str
             if "assessments" in events:
                 assessments.append(events["assessments"])
             times.append(model.time_min / 60.0)
-            rows.append(model.observables())
+            rows.append(needed())
     full = {"time_h": np.array(times)}
     full.update({name: np.array([row[name] for row in rows], dtype=float) for name in names})
     grid = series_times_h(loaded.scenario.duration_h, task.series_every_h)
