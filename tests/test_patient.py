@@ -75,7 +75,7 @@ def test_no_split_at_or_above_the_floor():
 
 
 def test_weights_between_one_and_two_become_single_cells_keeping_the_expected_burden():
-    m = patient_model(patient=Patient(min_blast_agents=1))
+    m = patient_model(patient=Patient(min_blast_agents=30000))   # neither split (w < 2) nor thinned
     rows = add(m, 20000, BLAST, weight=1.25)
     u = rng.uniforms(3, m.pop.id[rows], 0, Purpose.DISCRETISE)
     BlastSampling(m, 10).step(m)
@@ -83,6 +83,21 @@ def test_weights_between_one_and_two_become_single_cells_keeping_the_expected_bu
     assert np.all(pop.weight == 1.0)
     assert pop.n == 20000 + np.count_nonzero(u < 0.25)
     assert pop.n == pytest.approx(25000, rel=0.01)
+
+
+def test_sentinels_beyond_what_the_site_needs_are_thinned():
+    """400 agents of weight 100 stand for 4e4 cells, 4 agents' worth at the scale of 1e4:
+    above twice the floor of 50 they are thinned (each kept with p 1/2, weight doubled)."""
+    m = patient_model()
+    rows = add(m, 400, BLAST, weight=100.0)
+    kept = rng.uniforms(3, m.pop.id[rows], 0, Purpose.THIN) >= 0.5
+    BlastSampling(m, 10).step(m)
+    assert np.array_equal(m.pop.alive == 1, kept)
+    assert np.all(m.pop.weight[kept] == 200.0)
+    m = patient_model()
+    add(m, 100, BLAST, weight=100.0)     # not more than twice the floor: kept as they are
+    BlastSampling(m, 10).step(m)
+    assert m.pop.n == 100 and np.all(m.pop.alive == 1)
 
 
 def test_thinning_above_the_ceiling_keeps_the_expected_burden():

@@ -10,8 +10,11 @@ blast agents:
   double the local density). N is unchanged exactly.
 - single cells: a free blast with 1 < w < 2 becomes one cell of weight 1 and, with
   probability w - 1, a second one. E[N] is unchanged; the residue is then single cells.
-- thin: while n > n_max, each free blast survives with probability 1/2 and doubles its
-  weight. E[N] is unchanged.
+- thin: while n > 2 n_site or n > n_max, each free blast survives with probability 1/2 and
+  doubles its weight. E[N] is unchanged. n_site = max(n_min, N / s) is the agents the
+  site's density needs (s the compartment's scale): sentinels that regrow, and light blasts
+  arriving from a finer-sampled site, must not crowd the slab's T cells with more blasts
+  than the patient has per T cell.
 - re-weight arrivals: a free blast heavier than twice the compartment's scale s (one that
   migrated in from a site sampled more coarsely) becomes k = ceil(w/s) blasts of weight w/k,
   the copies placed at random (fewer when that would pass n_max). N is unchanged exactly.
@@ -44,9 +47,10 @@ class BlastSampling:
             blasts = (pop.alive == 1) & (pop.kind == KIND_CODE["blast"]) & (pop.comp == comp)
             n = int(np.count_nonzero(blasts))
             free = blasts & (pop.partner < 0)
+            needed = max(self.min_agents, pop.weight[blasts].sum() / model.geometry.scale[comp])
             if 0 < n < self.min_agents:
                 self._split(model, comp, np.flatnonzero(free & (pop.weight >= 2.0)))
-            elif n > self.max_agents:
+            elif n > min(2.0 * needed, self.max_agents):
                 self._thin(model, np.flatnonzero(free))
             pop = model.pop
             free = (pop.alive == 1) & (pop.kind == KIND_CODE["blast"]) & (pop.comp == comp) & (pop.partner < 0)
