@@ -53,7 +53,7 @@ ENDPOINTS = (
     Endpoint("b_depletion_day", "day", "first time blood B cells < b_depleted_per_ul, in days from the start (NaN if never)"),
     Endpoint("t_expansion_fold", "1", "peak blood T cells from t_expansion_from_day on / blood T cells at the start"),
     Endpoint("t_expansion_day", "day", "day of that peak, in days from the start"),
-    Endpoint("cr_2_cycles", "0/1", "marrow assessments (runs with the assessments table): complete remission at the assessment of cycle 1 or 2 (smear < 5%, no circulating blasts, no extramedullary mass)"),
+    Endpoint("cr_2_cycles", "0/1", "marrow assessments (runs with the assessments table): complete remission at the assessment of cycle 1 or 2 (smear < 5%, no circulating blasts, no extramedullary mass, no CNS-3 CSF)"),
     Endpoint("mrd_negative_cycle1", "0/1", "flow MRD below its limit of detection (1e-4) at the assessment of cycle 1"),
     Endpoint("rfs_day", "day", "relapse-free survival from the first CR assessment to the relapse assessment, or to the end of the run (censored); NaN without CR"),
     Endpoint("rfs_event", "0/1", "a relapse was assessed after a CR (0: censored at rfs_day)"),
