@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from test_reproducibility import run, sigint_not_ignored  # noqa: F401 (an autouse fixture)
 
 from blinasim.cli import main
 from blinasim.model import BlinaModel
@@ -41,22 +42,11 @@ compartments:
 STEPS_PER_H = 60
 
 
-@pytest.fixture(autouse=True)
-def sigint_not_ignored():
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("patient") / "small_patient.yaml"
     path.write_text(SMALL_PATIENT)
     return path
-
-
-def run(scenario: Path, out: Path, *options: str) -> int:
-    return main(["run", str(scenario), "--out", str(out), "--quiet", *options])
 
 
 @pytest.fixture(scope="module")
