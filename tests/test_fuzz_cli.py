@@ -73,9 +73,15 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
         original(self)
         if self.steps == 40:
             os.kill(os.getpid(), signal.SIGINT)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(BlinaModel, "step", stop_at_40)
-        assert main(["run", str(d / "tiny.yaml"), "--out", str(d / "stopped.h5"), *options]) == 130
+    # module-scoped: set up before the autouse SIGINT fixture, so give SIGINT its default
+    # handler here too (a background shell hands its children SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(BlinaModel, "step", stop_at_40)
+            assert main(["run", str(d / "tiny.yaml"), "--out", str(d / "stopped.h5"), *options]) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
     (d / "notes.txt").write_text("not a run file\n")
     (d / "empty.h5").write_bytes(b"")
     (d / "noise.h5").write_bytes(random.Random(SEED).randbytes(4096))
