@@ -4,7 +4,6 @@ assessments all run in this small four-day course."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +11,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from test_reproducibility import run, sigint_not_ignored  # noqa: F401 (an autouse fixture)
+from test_reproducibility import interrupt_at, run, sigint_not_ignored  # noqa: F401 (an autouse fixture)
 
 from blinasim.cli import main
-from blinasim.model import BlinaModel
 from blinasim.runfile import compare_runs, read_attrs, read_timeseries
 
 # full_course shrunk to ~4,000 cells: one infusion day, three drug-free days (quiet from
@@ -84,14 +82,7 @@ def test_thread_count_does_not_change_results(scenario, reference, tmp_path):
 
 def test_interrupted_and_resumed_course_is_bit_identical(scenario, reference, tmp_path, monkeypatch):
     out = tmp_path / "resumed.h5"
-    original, pending = BlinaModel.step, [60 * STEPS_PER_H + 7]   # in the quiet stretch, after a checkpoint at 48 h
-
-    def step(self):
-        original(self)
-        if pending and self.steps == pending[0]:
-            pending.pop(0)
-            os.kill(os.getpid(), signal.SIGINT)
-    monkeypatch.setattr(BlinaModel, "step", step)
+    interrupt_at(monkeypatch, 60 * STEPS_PER_H + 7)   # in the quiet stretch, after a checkpoint at 48 h
     assert run(scenario, out, "--checkpoint-every", "12") == 130
     assert main(["resume", str(out), "--quiet"]) == 0
     assert compare_runs(reference, out) is None
