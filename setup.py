@@ -6,7 +6,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["_random", "_motility", "_contacts", "_lysis", "_population"]
+KERNELS = ["_random", "_motility", "_contacts", "_lysis", "_population", "_migration"]
 
 extensions = [
     Extension(

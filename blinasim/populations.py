@@ -66,11 +66,29 @@ class Population:
         self.n = 0
         self.next_id = 0
 
-    def __getattr__(self, name: str) -> np.ndarray:
-        data = self.__dict__.get("_data")
-        if data is not None and name in data:
-            return data[name][: self.n]
-        raise AttributeError(name)
+    @property
+    def n(self) -> int:
+        """Rows in use (live cells and the dead not yet compacted)."""
+        return self._n
+
+    @n.setter
+    def n(self, rows: int) -> None:
+        self._n = rows
+        self._refresh_views()
+
+    def _refresh_views(self) -> None:
+        """Make each column an attribute: a view of its first n rows (pop.x, pop.comp, ...).
+        Plain attributes, not a __getattr__ lookup: the per-step code reads them ~70 times
+        a step."""
+        for name, column in self._data.items():
+            self.__dict__[name] = column[: self._n]
+
+    def __getstate__(self) -> dict:
+        return {"_data": self._data, "_n": self._n, "next_id": self.next_id}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._refresh_views()
 
     @property
     def capacity(self) -> int:

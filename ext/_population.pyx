@@ -65,3 +65,28 @@ cdef void _take(void* column, Py_ssize_t itemsize, const int32_t* kept,
     elif itemsize == 8:
         for k in range(count):
             c8[k] = c8[kept[k]]
+
+
+def free_by_compartment(const uint8_t[::1] alive, const int32_t[::1] partner,
+                        const int8_t[::1] comp, Py_ssize_t n_comps):
+    """The live rows without a synapse partner, grouped by compartment in row order:
+    (rows, start) with compartment c's rows at rows[start[c]:start[c + 1]]. Rows whose
+    compartment code is outside 0..n_comps-1 are left out."""
+    cdef Py_ssize_t n = alive.shape[0], i, c
+    start_arr = np.zeros(n_comps + 1, dtype=np.int64)
+    cdef int64_t[::1] start = start_arr
+    with nogil:
+        for i in range(n):
+            if alive[i] and partner[i] < 0 and 0 <= comp[i] < n_comps:
+                start[comp[i] + 1] += 1
+        for c in range(n_comps):
+            start[c + 1] += start[c]
+    rows_arr = np.empty(start[n_comps], dtype=np.int64)
+    cursor_arr = start_arr[:n_comps].copy()
+    cdef int64_t[::1] rows = rows_arr, cursor = cursor_arr
+    with nogil:
+        for i in range(n):
+            if alive[i] and partner[i] < 0 and 0 <= comp[i] < n_comps:
+                rows[cursor[comp[i]]] = i
+                cursor[comp[i]] += 1
+    return rows_arr, start_arr

@@ -86,7 +86,7 @@ def test_quick_standard_cycle_is_timed_per_simulated_day(quick_run):
 def test_targets_are_not_judged_at_other_sizes(quick_run):
     _code, records, _ = quick_run
     rows = bench.evaluate_targets(records)
-    assert len(rows) == 6
+    assert len(rows) == 7
     assert all(row["met"] is None for row in rows)  # quick sizes are not the targets' sizes
 
 
@@ -127,16 +127,21 @@ def test_evaluate_targets_on_full_size_records():
         r.update(extra)
         return r
 
-    records = [rec("dish", 10_000, 1, 4e7), rec("dish", 100_000, 1, 3.5e7), rec("dish", 1_000_000, 1, 3.2e7),
-               rec("dish", 1_000_000, 2, 5.5e7, speedup_vs_1_thread=1.7, identical_to_1_thread=True),
+    records = [rec("dish", 10_000, 1, 6e7), rec("dish", 100_000, 1, 5.5e7), rec("dish", 1_000_000, 1, 5.2e7),
+               rec("dish", 1_000_000, 2, 1.1e8, speedup_vs_1_thread=2.1, identical_to_1_thread=True),
                rec("mesa_reference", 100_000, 1, 2e5),
-               rec("standard_cycle", 21_525, 2, 1e7, whole_cycle=True, wall_s=40.0, sim_days=42.0,
-                   s_per_sim_day=40.0 / 42)]
+               rec("standard_cycle", 21_525, 1, 1e8, whole_cycle=True, wall_s=4.0, cpu_s=3.6, sim_days=42.0,
+                   s_per_sim_day=4.0 / 42)]
     rows = bench.evaluate_targets(records)
-    assert [row["met"] for row in rows] == [True, True, True, True, True, True]
-    assert rows[5]["shown"] == "40.0 s with 2 thread(s)"
+    assert [row["met"] for row in rows] == [True, True, True, True, True, True, True]
+    assert rows[5]["shown"] == "4.0 s with 1 thread(s)"
+    assert rows[6]["value"] == 1000.0 and rows[6]["shown"].startswith("1000 (20.0x")
     records[3]["identical_to_1_thread"] = False
     assert bench.evaluate_targets(records)[2]["met"] is False
+    records[5]["wall_s"], records[5]["cpu_s"] = 6.0, 7.2  # 500 per core-hour: exactly 10x
+    assert [row["met"] for row in bench.evaluate_targets(records)][5:] == [False, True]
+    records[1]["agent_steps_per_s"] = 0.99 * 200 * 2e5  # just under 200x the Mesa reference
+    assert bench.evaluate_targets(records)[1]["met"] is False
 
 
 def test_bad_options_are_refused():

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from blinasim import _contacts, _lysis, _motility, _population, _random, rng
+from blinasim import _contacts, _lysis, _migration, _motility, _population, _random, rng
 from blinasim.rng import Purpose, oracle_bits, oracle_uniform
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/oracles.py under any import mode
@@ -816,6 +816,22 @@ def test_build_grid_is_a_counting_sort_of_both_sides(pairs, threads):
                 assert b == offset[c] + by * nx[c] + bx
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("missing", ["t_cells", "targets"])
+def test_a_compartment_missing_one_side_is_counted_but_not_binned(missing, threads):
+    p = random_population(np.random.default_rng(9), 600, [200.0, 60.0, 40.0], [170.0, 60.0, 40.0])
+    side = p["kind"] <= 1 if missing == "t_cells" else p["kind"] >= 2
+    p["alive"][side & (p["comp"] == 1)] = 0  # compartment 1 keeps only the other side
+    p["partner"][(p["partner"] >= 0) & (p["alive"][np.maximum(p["partner"], 0)] == 0)] = -1
+    grid, (free_t, free_g) = build(p, 1, threads)
+    kept = free_g[1] if missing == "t_cells" else free_t[1]
+    assert kept > 0 and (free_t[1] if missing == "t_cells" else free_g[1]) == 0
+    binned_comps = set(p["comp"][grid.t_cells["row"]].tolist()) | set(p["comp"][grid.g_cells["row"]].tolist())
+    assert binned_comps == {0, 2}
+    lo, hi = grid.offset[1], grid.offset[2]
+    assert grid.t_start[hi] == grid.t_start[lo] and grid.g_start[hi] == grid.g_start[lo]
+
+
 # =========================================================================== lysis
 
 PARAMS = dict(delay=5, interval=8, hits_to_kill=3, max_gap=50, units=10.0, capacity=100.0,
@@ -1276,3 +1292,47 @@ def test_compact_refuses_a_live_cell_bound_to_a_dead_one_and_changes_nothing():
         _population.compact(list(cols.values()), cols["alive"][:300], cols["partner"][:300])
     for name, col in cols.items():
         assert np.array_equal(col, before[name]), name
+
+
+@FAST
+@given(seed=st.integers(0, 2**32), n=st.integers(0, 300), n_comps=st.integers(1, 6))
+def test_free_by_compartment_groups_free_live_rows_in_row_order(seed, n, n_comps):
+    r = np.random.default_rng(seed)
+    alive = r.integers(0, 2, n).astype(np.uint8)
+    partner = np.where(r.random(n) < 0.3, r.integers(0, max(1, n), n), -1).astype(np.int32)
+    comp = r.integers(-1, n_comps + 1, n).astype(np.int8)  # with codes outside the range
+    rows, start = _population.free_by_compartment(alive, partner, comp, n_comps)
+    assert start[0] == 0 and len(start) == n_comps + 1
+    for c in range(n_comps):
+        want = np.flatnonzero((alive == 1) & (partner < 0) & (comp == c))
+        assert rows[start[c]:start[c + 1]].tolist() == want.tolist()
+    assert start[-1] == len(rows)
+
+
+# =========================================================================== migration
+
+@FAST
+@given(seed=st.integers(0, 2**32), n=st.integers(0, 200), per_row=st.booleans(),
+       step=st.integers(0, 10**6), extra=st.integers(0, 20))
+def test_movers_are_the_rows_whose_draw_is_below_their_chance(seed, n, per_row, step, extra):
+    r = np.random.default_rng(seed)
+    kind = r.integers(0, 4, n).astype(np.int8)
+    ids = r.permutation(10 * n + 1)[:n].astype(np.int64)
+    moved = (r.random(n) < 0.2).astype(np.uint8)
+    rows = np.flatnonzero(r.random(n) < 0.7).astype(np.int64)
+    chance_of_kind = np.array([0.0, 0.3, 0.9, 1.0])
+    chance_of_row = r.random(len(rows)) * (r.random(len(rows)) < 0.8) if per_row else None
+    before = moved.copy()
+    got = _migration.movers(rows, kind, ids, moved, chance_of_kind, chance_of_row, 7, step,
+                            int(Purpose.MIGRATE), extra)
+    chance = chance_of_row if per_row else chance_of_kind[kind[rows]]
+    draws = rng.uniforms(7, ids[rows], step, Purpose.MIGRATE, extra)
+    want = rows[(before[rows] == 0) & (chance > 0) & (draws < chance)]
+    assert got.tolist() == want.tolist()
+    assert np.flatnonzero(moved != before).tolist() == sorted(want.tolist())
+
+
+def test_movers_refuses_a_chance_per_row_of_the_wrong_length():
+    with pytest.raises(ValueError, match="as long as rows"):
+        _migration.movers(np.arange(3), np.zeros(3, np.int8), np.arange(3), np.zeros(3, np.uint8),
+                          np.ones(4), np.ones(2), 1, 0, 23, 0)

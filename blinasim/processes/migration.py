@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from blinasim import rng
+from blinasim import _migration, _population, rng
 from blinasim.cells import subset_traits
 from blinasim.populations import KIND_CODE
 from blinasim.processes.base import cd69_positive
@@ -46,23 +46,25 @@ class Migration:
 
     def step(self, model) -> None:
         pop, geo, step = model.pop, model.geometry, model.steps
-        moved = np.zeros(pop.n, dtype=bool)
+        free, start = _population.free_by_compartment(pop.alive, pop.partner, pop.comp, len(geo.names))
+        moved = np.zeros(pop.n, dtype=np.uint8)
         for index, source, target, mechanism, rate_by_kind in self.routes:
-            rows = np.flatnonzero((pop.alive == 1) & (pop.comp == source) & (pop.partner < 0) & ~moved)
+            rows = free[start[source]:start[source + 1]]
             if len(rows) == 0:
                 continue
-            rate = rate_by_kind[pop.kind[rows]] * self.modulation(mechanism, model.adhesion_stimulus)
+            rate_of_kind = rate_by_kind * self.modulation(mechanism, model.adhesion_stimulus)
+            chance_of_row = None
             if self.lymphoid is not None and self.lymphoid in (source, target):
-                rate = rate * self.t_cell_factor(model, rows, into=target == self.lymphoid)
-            ids = pop.id[rows]
-            go = rows[rng.uniforms(model.seed, ids, step, Purpose.MIGRATE, index) < -np.expm1(-rate * self.interval_h)]
+                rate = rate_of_kind[pop.kind[rows]] * self.t_cell_factor(model, rows, into=target == self.lymphoid)
+                chance_of_row = -np.expm1(-rate * self.interval_h)
+            go = _migration.movers(rows, pop.kind, pop.id, moved, -np.expm1(-rate_of_kind * self.interval_h),
+                                   chance_of_row, model.seed, step, Purpose.MIGRATE, index)
             if len(go) == 0:
                 continue
             gone_ids = pop.id[go]
             pop.comp[go] = target
             pop.x[go] = geo.width_um[target] * rng.uniforms(model.seed, gone_ids, step, Purpose.ARRIVE_X)
             pop.y[go] = geo.height_um[target] * rng.uniforms(model.seed, gone_ids, step, Purpose.ARRIVE_Y)
-            moved[go] = True
 
     def t_cell_factor(self, model, rows: np.ndarray, into: bool) -> np.ndarray:
         """Rate multipliers of a route into (homing) or out of (CD69 retention) lymphoid tissue."""

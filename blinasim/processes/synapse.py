@@ -41,6 +41,12 @@ def lognormal_factor(z: np.ndarray, sigma: float) -> np.ndarray:
     return np.exp(sigma * z - 0.5 * sigma * sigma)
 
 
+def binned_per_compartment(free_t: np.ndarray, free_targets: np.ndarray) -> np.ndarray:
+    """Cells of the more numerous side per compartment, 0 where a side is missing (the
+    grid does not bin such a compartment)."""
+    return np.where((free_t > 0) & (free_targets > 0), np.maximum(free_t, free_targets), 0)
+
+
 class SynapseFormation:
     name = "synapse"
     every_steps = 1
@@ -76,8 +82,8 @@ class SynapseFormation:
         if not np.any(pairs):
             return
         if self.binned is None:  # first step: count; later, size by the last step's grid
-            self.binned = np.maximum(*_contacts.count_free(pop.kind, pop.comp, pop.alive,
-                                                           pop.partner, len(geo.names)))
+            self.binned = binned_per_compartment(*_contacts.count_free(
+                pop.kind, pop.comp, pop.alive, pop.partner, len(geo.names)))
         # bins for about one cell of the more numerous side each (any size gives the same
         # synapses; this one bounds memory)
         nx, ny, offset = self.grid(model, self.binned * pairs)
@@ -86,7 +92,7 @@ class SynapseFormation:
             self.contact_grid, pairs, pop.x, pop.y, pop.kind, pop.comp, pop.alive,
             pop.partner, pop.id, pop.cd19, pop.cd3, nx, ny, offset, geo.width_um,
             geo.height_um, threads)
-        self.binned = np.maximum(free_t, free_targets)
+        self.binned = binned_per_compartment(free_t, free_targets)
         t_rows = _contacts.form_synapses(
             self.contact_grid, pop.partner, model.occ19, model.occ3, self.radius_um,
             s.binding.contact_area_fraction, s.binding.lymphocyte_area_um2, self.k2d19,
