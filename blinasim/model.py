@@ -6,6 +6,7 @@ import math
 import mesa
 import numpy as np
 
+from blinasim import _contacts
 from blinasim.burden import blast_burden
 from blinasim.cells import seed_cells
 from blinasim.compartments import build_geometry, migration_graph
@@ -68,6 +69,8 @@ class BlinaModel(mesa.Model):
         self.quiet_below = scenario.patient.quiet_below_pg_per_ml
         self._quiet_step = -1
         self._quiet = False
+        self._contacts_step = -1
+        self._contacts: tuple[np.ndarray, np.ndarray, np.ndarray] = ()
         self.geometry = build_geometry(scenario)
         self.graph = migration_graph(scenario)
         self.pk = Pharmacokinetics(scenario.pk, scenario.schedule)
@@ -173,6 +176,21 @@ class BlinaModel(mesa.Model):
             below = self.conc_pg_per_ml * float(self.geometry.drug_exposure.max()) < self.quiet_below
             self._quiet = below and (self._quiet or not np.any(self.pop.partner >= 0))
         return self._quiet
+
+    def contact_compartments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(active, free T cells, free CD19+ targets) per compartment for this step; active
+        (uint8) where drug is bound on either side and both kinds are free, the only
+        compartments where a contact can start a synapse. Counted once per step, before
+        motility (which moves no cell into or out of a compartment, nor frees or binds one)."""
+        if self._contacts_step != self.steps:
+            pop = self.pop
+            free_t, free_targets = _contacts.count_free(pop.kind, pop.comp, pop.alive, pop.partner,
+                                                        pop.cd19, len(self.geometry.names))
+            drug = (self.occ19 > 0) | (self.occ3 > 0)
+            active = (drug & (free_t > 0) & (free_targets > 0)).astype(np.uint8)
+            self._contacts = (active, free_t, free_targets)
+            self._contacts_step = self.steps
+        return self._contacts
 
     def record_kills(self, killer_rows: np.ndarray, target_rows: np.ndarray) -> None:
         """Log kills of this step (called by the lysis process before compaction)."""
@@ -335,6 +353,7 @@ class BlinaModel(mesa.Model):
         """Continue from a state saved by `state()` at a step boundary."""
         self.pop = Population.from_state(state)
         self.steps = int(state["model.steps"])
+        self._contacts_step = -1  # per-step caches of the state before
         self.pk.restore(state)
         self.conc_pg_per_ml = float(state["model.conc_pg_per_ml"])
         self.kills_total = int(state["model.kills_total"])

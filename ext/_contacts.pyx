@@ -2,8 +2,9 @@
 """Contact search on a uniform grid and bridged-synapse formation.
 
 Each step, the free live T cells and the free live CD19-bearing targets of every
-compartment with drug and both kinds present are counting-sorted into one grid per compartment (square bins at
-least one contact radius wide, about one cell of the more numerous side per bin; the grids
+compartment where a synapse can form (drug bound, and free cells of both kinds: the
+model's contact_compartments) are counting-sorted into one grid per compartment (square
+bins at least one contact radius wide, about one cell of the more numerous side per bin; the grids
 of all compartments laid end to end). The grid keeps bin-ordered copies of what the scan
 reads (x, y, id, CD19 or CD3, row), so the scan walks memory in order. Every free T cell
 then scans the bins that can hold a touching target: its own and its neighbours, 3x3, or
@@ -49,18 +50,20 @@ cdef inline bint is_target(int8_t k) noexcept nogil:
 
 
 def count_free(const int8_t[::1] kind, const int8_t[::1] comp, const uint8_t[::1] alive,
-               const int32_t[::1] partner, Py_ssize_t n_comps):
-    """Free live T cells and free live targets per compartment: (t_cells, targets)."""
+               const int32_t[::1] partner, const float[::1] cd19, Py_ssize_t n_comps):
+    """Free live T cells and free live CD19+ targets per compartment: (t_cells, targets),
+    the cells build_grid bins."""
     t_arr = np.zeros(n_comps, dtype=np.int64)
     g_arr = np.zeros(n_comps, dtype=np.int64)
     cdef int64_t[::1] t = t_arr, g = g_arr
     cdef Py_ssize_t i
-    for i in range(kind.shape[0]):
-        if alive[i] and partner[i] < 0:
-            if is_t_cell(kind[i]):
-                t[comp[i]] += 1
-            elif is_target(kind[i]):
-                g[comp[i]] += 1
+    with nogil:
+        for i in range(kind.shape[0]):
+            if alive[i] and partner[i] < 0:
+                if is_t_cell(kind[i]):
+                    t[comp[i]] += 1
+                elif is_target(kind[i]) and cd19[i] > 0.0:
+                    g[comp[i]] += 1
     return t_arr, g_arr
 
 
@@ -179,12 +182,10 @@ def build_grid(ContactGrid grid, const uint8_t[::1] pairs, const double[::1] x,
                const int64_t[::1] ny, const int64_t[::1] offset, const double[::1] width,
                const double[::1] height, int threads=1):
     """Counting sort of the free live T cells and CD19+ targets of every compartment with
-    pairs[c] != 0 and both kinds present into `grid` (nx[c] x ny[c] bins starting at
-    offset[c]). A compartment without free T cells or without free targets is not binned:
-    no synapse can form there, and its cells cost one counting pass.
+    pairs[c] != 0 into `grid` (nx[c] x ny[c] bins starting at offset[c]).
 
     Returns (t_cells, targets): the free live T cells and CD19+ targets per compartment,
-    in every compartment (to size the next step's grid).
+    in every compartment (as count_free counts them).
     """
     cdef Py_ssize_t n = x.shape[0], n_comps = nx.shape[0], nb = offset[n_comps]
     cdef Py_ssize_t chunks = max(1, threads), ch
@@ -207,21 +208,13 @@ def build_grid(ContactGrid grid, const uint8_t[::1] pairs, const double[::1] x,
     with nogil:
         memset(&t_hist[0], 0, chunks * nb * sizeof(int32_t))
         memset(&g_hist[0], 0, chunks * nb * sizeof(int32_t))
-    active_arr = np.zeros(max(1, n_comps), dtype=np.uint8)
-    cdef uint8_t[::1] active = active_arr
     if n:
-        r = Rows(&active[0], &x[0], &y[0], &kind[0], &comp[0], &alive[0], &partner[0],
+        r = Rows(&pairs[0], &x[0], &y[0], &kind[0], &comp[0], &alive[0], &partner[0],
                  &cd19[0], &nx[0], &ny[0], &offset[0], &x_per_um[0], &y_per_um[0], &code[0])
         for ch in prange(chunks, nogil=True, num_threads=chunks, schedule="static",
                          chunksize=1):
-            _count(&r, ch * n // chunks, (ch + 1) * n // chunks, &counts[ch, 0, 0])
-    total = counts_arr.sum(axis=0)
-    active_arr[:n_comps] = (np.asarray(pairs) != 0) & (total[:, SIDE_T_CELL] > 0) & (total[:, SIDE_TARGET] > 0)
-    if n:
-        for ch in prange(chunks, nogil=True, num_threads=chunks, schedule="static",
-                         chunksize=1):
             _classify(&r, ch * n // chunks, (ch + 1) * n // chunks, &t_hist[ch * nb],
-                      &g_hist[ch * nb])
+                      &g_hist[ch * nb], &counts[ch, 0, 0])
     grid.n_t = _prefix(t_hist, grid._t_start, chunks, nb, threads)
     grid.n_g = _prefix(g_hist, grid._g_start, chunks, nb, threads)
     _reserve(grid)
@@ -243,12 +236,13 @@ def build_grid(ContactGrid grid, const uint8_t[::1] pairs, const double[::1] x,
                 pos = t_hist[ch * nb + b]
                 t_hist[ch * nb + b] = <int32_t>(pos + 1)
                 t_cells[pos] = Cell(x[i], y[i], ids[i], cd3[i], <int32_t>i)
+    total = counts_arr.sum(axis=0)
     return total[:, SIDE_T_CELL].copy(), total[:, SIDE_TARGET].copy()
 
 
 cdef struct Rows:
     # the population columns and per-compartment grid shapes build_grid reads
-    const uint8_t* active   # compartments to bin
+    const uint8_t* pairs
     const double* x
     const double* y
     const int8_t* kind
@@ -264,41 +258,25 @@ cdef struct Rows:
     int32_t* code
 
 
-cdef inline int side_of(const Rows* r, Py_ssize_t i) noexcept nogil:
-    """SIDE_T_CELL for a free live T cell, SIDE_TARGET for a free live CD19+ target, else
-    NOT_BINNED."""
-    if not r.alive[i] or r.partner[i] >= 0:
-        return NOT_BINNED
-    if is_t_cell(r.kind[i]):
-        return SIDE_T_CELL
-    if is_target(r.kind[i]) and r.cd19[i] > 0.0:
-        return SIDE_TARGET
-    return NOT_BINNED
-
-
-cdef void _count(const Rows* r, Py_ssize_t lo, Py_ssize_t hi, int64_t* counts) noexcept nogil:
-    """Rows lo..hi-1: the free T cells and free CD19+ targets per compartment."""
-    cdef Py_ssize_t i
-    cdef int side
-    for i in range(lo, hi):
-        side = side_of(r, i)
-        if side != NOT_BINNED:
-            counts[2 * r.comp[i] + side] += 1
-
-
 cdef void _classify(const Rows* r, Py_ssize_t lo, Py_ssize_t hi, int32_t* t_hist,
-                    int32_t* g_hist) noexcept nogil:
-    """Rows lo..hi-1: code = 2 bin + side for the free cells of active compartments (else
-    NOT_BINNED), and the cells per bin."""
+                    int32_t* g_hist, int64_t* counts) noexcept nogil:
+    """Rows lo..hi-1: code = 2 bin + side (or NOT_BINNED), counts per bin; and the free
+    cells per compartment, binned or not."""
     cdef Py_ssize_t i, b
     cdef int c, side
     for i in range(lo, hi):
         r.code[i] = NOT_BINNED
         c = r.comp[i]
-        if not r.active[c]:
+        if not r.alive[i] or r.partner[i] >= 0:
             continue
-        side = side_of(r, i)
-        if side == NOT_BINNED:
+        if is_t_cell(r.kind[i]):
+            side = SIDE_T_CELL
+        elif is_target(r.kind[i]) and r.cd19[i] > 0.0:
+            side = SIDE_TARGET
+        else:
+            continue
+        counts[2 * c + side] += 1
+        if not r.pairs[c]:
             continue
         b = r.offset[c] + bin_index(bin_coord(r.y[i], r.y_bins_per_um[c]), r.ny[c]) * r.nx[c] \
             + bin_index(bin_coord(r.x[i], r.x_bins_per_um[c]), r.nx[c])

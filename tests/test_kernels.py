@@ -309,7 +309,7 @@ def pairs_of(pairs, n_comps: int) -> np.ndarray:
 
 def grid_for(p, sizing, radius=RADIUS):
     """(nx, ny, offset) of the grids of p's compartments for a GRID_SIZES entry."""
-    free_t, free_g = _contacts.count_free(p["kind"], p["comp"], p["alive"], p["partner"],
+    free_t, free_g = _contacts.count_free(p["kind"], p["comp"], p["alive"], p["partner"], p["cd19"],
                                           len(p["width"]))
     binned = {"counted": np.maximum(free_t, free_g), "one_bin": np.zeros_like(free_t),
               "coarse": np.maximum(free_t, free_g) // 10,
@@ -814,22 +814,6 @@ def test_build_grid_is_a_counting_sort_of_both_sides(pairs, threads):
                 bx = min(int(p["x"][i] * (nx[c] / p["width"][c])), nx[c] - 1)
                 by = min(int(p["y"][i] * (ny[c] / p["height"][c])), ny[c] - 1)
                 assert b == offset[c] + by * nx[c] + bx
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("missing", ["t_cells", "targets"])
-def test_a_compartment_missing_one_side_is_counted_but_not_binned(missing, threads):
-    p = random_population(np.random.default_rng(9), 600, [200.0, 60.0, 40.0], [170.0, 60.0, 40.0])
-    side = p["kind"] <= 1 if missing == "t_cells" else p["kind"] >= 2
-    p["alive"][side & (p["comp"] == 1)] = 0  # compartment 1 keeps only the other side
-    p["partner"][(p["partner"] >= 0) & (p["alive"][np.maximum(p["partner"], 0)] == 0)] = -1
-    grid, (free_t, free_g) = build(p, 1, threads)
-    kept = free_g[1] if missing == "t_cells" else free_t[1]
-    assert kept > 0 and (free_t[1] if missing == "t_cells" else free_g[1]) == 0
-    binned_comps = set(p["comp"][grid.t_cells["row"]].tolist()) | set(p["comp"][grid.g_cells["row"]].tolist())
-    assert binned_comps == {0, 2}
-    lo, hi = grid.offset[1], grid.offset[2]
-    assert grid.t_start[hi] == grid.t_start[lo] and grid.g_start[hi] == grid.g_start[lo]
 
 
 # =========================================================================== lysis

@@ -636,3 +636,40 @@ def test_migration_moves_a_cell_at_most_once_per_interval():
     assert np.all((m.pop.x >= 0) & (m.pop.x < 100.0))
 
 
+
+
+def two_wells(conc: float = 100.0) -> Scenario:
+    """'pair' holds T cells and blasts; 'alone' holds T cells only (no target can come)."""
+    well = dict(width_um=200.0, height_um=200.0, thickness_um=10.0,
+                speed_um_per_min=KindValues(cd8=10.0, cd4=10.0, blast=5.0))
+    return tiny(conc=conc, compartments={
+        "pair": Compartment(cells_per_ul=KindValues(cd8=250_000.0, blast=250_000.0), **well),
+        "alone": Compartment(cells_per_ul=KindValues(cd8=250_000.0), **well)})
+
+
+def test_contact_compartments_need_drug_and_both_free_sides():
+    m = BlinaModel(two_wells())
+    run(m, 5)
+    pop = Population.from_state(m.pop.state())  # as motility sees it in the next step
+    m.step()
+    active, free_t, free_targets = m.contact_compartments()
+    for c in (0, 1):
+        free = (pop.alive == 1) & (pop.partner < 0) & (pop.comp == c)
+        assert free_t[c] == np.count_nonzero(free & (pop.kind <= KIND_CODE["cd4"]))
+        assert free_targets[c] == np.count_nonzero(free & (pop.kind >= KIND_CODE["b"]) & (pop.cd19 > 0))
+    assert free_t[0] < 100  # some T cells are in synapses and not counted
+    assert active.tolist() == [1, 0]
+    assert BlinaModel(two_wells(conc=0.0)).contact_compartments()[0].tolist() == [0, 0]
+
+
+def test_cells_walk_only_where_a_synapse_can_form():
+    m = BlinaModel(two_wells())
+    m.step()  # every cell has taken a heading
+    pop = m.pop
+    x, y = pop.x.copy(), pop.y.copy()
+    free = (pop.alive == 1) & (pop.partner < 0)
+    m.step()
+    moved = (pop.x != x) | (pop.y != y)
+    alone = free & (pop.comp == 1)
+    assert alone.any() and not moved[alone].any()  # no target: the walk pauses
+    assert moved[free & (pop.comp == 0)].all()     # both sides: every free cell walks

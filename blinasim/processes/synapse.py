@@ -63,7 +63,6 @@ class SynapseFormation:
                                      * subset_traits(s, "first_division_factor"))
         self.new_synapses = 0
         self.contact_grid = _contacts.ContactGrid()
-        self.binned: np.ndarray | None = None  # free cells of the larger side, last step
 
     def grid(self, model, binned_per_comp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Bins per side and bin offsets of every compartment for this many binned cells."""
@@ -78,21 +77,16 @@ class SynapseFormation:
     def step(self, model) -> None:
         pop, geo, s = model.pop, model.geometry, model.scenario
         self.new_synapses = 0
-        pairs = ((model.occ19 > 0) | (model.occ3 > 0)).astype(np.uint8)
+        pairs, free_t, free_targets = model.contact_compartments()
         if not np.any(pairs):
             return
-        if self.binned is None:  # first step: count; later, size by the last step's grid
-            self.binned = binned_per_compartment(*_contacts.count_free(
-                pop.kind, pop.comp, pop.alive, pop.partner, len(geo.names)))
         # bins for about one cell of the more numerous side each (any size gives the same
         # synapses; this one bounds memory)
-        nx, ny, offset = self.grid(model, self.binned * pairs)
+        nx, ny, offset = self.grid(model, binned_per_compartment(free_t, free_targets) * pairs)
         threads = model.kernel_threads()
-        free_t, free_targets = _contacts.build_grid(
-            self.contact_grid, pairs, pop.x, pop.y, pop.kind, pop.comp, pop.alive,
-            pop.partner, pop.id, pop.cd19, pop.cd3, nx, ny, offset, geo.width_um,
-            geo.height_um, threads)
-        self.binned = binned_per_compartment(free_t, free_targets)
+        _contacts.build_grid(self.contact_grid, pairs, pop.x, pop.y, pop.kind, pop.comp, pop.alive,
+                             pop.partner, pop.id, pop.cd19, pop.cd3, nx, ny, offset, geo.width_um,
+                             geo.height_um, threads)
         t_rows = _contacts.form_synapses(
             self.contact_grid, pop.partner, model.occ19, model.occ3, self.radius_um,
             s.binding.contact_area_fraction, s.binding.lymphocyte_area_um2, self.k2d19,
