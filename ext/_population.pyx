@@ -36,8 +36,11 @@ def compact(columns, const uint8_t[::1] alive, int32_t[::1] partner, int threads
     size_arr = np.array([col.itemsize for col in columns], dtype=np.intp)
     cdef uintptr_t[::1] data = data_arr
     cdef Py_ssize_t[::1] size = size_arr
+    cdef Py_ssize_t first_dead = 0  # rows before it stay where they are
+    while alive[first_dead]:
+        first_dead += 1
     for c in prange(n_cols, nogil=True, num_threads=max(1, threads), schedule="dynamic"):
-        _take(<void*>data[c], size[c], &kept[0], count)
+        _take(<void*>data[c], size[c], &kept[0], first_dead, count)
     with nogil:
         for i in range(count):
             if partner[i] >= 0:
@@ -45,25 +48,26 @@ def compact(columns, const uint8_t[::1] alive, int32_t[::1] partner, int threads
     return count
 
 
-cdef void _take(void* column, Py_ssize_t itemsize, const int32_t* kept,
+cdef void _take(void* column, Py_ssize_t itemsize, const int32_t* kept, Py_ssize_t first,
                 Py_ssize_t count) noexcept nogil:
-    """column[k] = column[kept[k]] for k < count (kept ascending, so in place is safe)."""
+    """column[k] = column[kept[k]] for first <= k < count (kept ascending, so in place is
+    safe; kept[k] == k below the first dead row)."""
     cdef Py_ssize_t k
     cdef int8_t* c1 = <int8_t*>column
     cdef int16_t* c2 = <int16_t*>column
     cdef int32_t* c4 = <int32_t*>column
     cdef int64_t* c8 = <int64_t*>column
     if itemsize == 1:
-        for k in range(count):
+        for k in range(first, count):
             c1[k] = c1[kept[k]]
     elif itemsize == 2:
-        for k in range(count):
+        for k in range(first, count):
             c2[k] = c2[kept[k]]
     elif itemsize == 4:
-        for k in range(count):
+        for k in range(first, count):
             c4[k] = c4[kept[k]]
     elif itemsize == 8:
-        for k in range(count):
+        for k in range(first, count):
             c8[k] = c8[kept[k]]
 
 
