@@ -809,7 +809,7 @@ def main(argv: list[str] | None = None) -> int:
             if r.get("profile"):
                 print(profile_text(r["profile"], _profile_title(r)))
         if targets:
-            print("targets (issue #5):")
+            print("targets (issue #14):")
             print(targets_text(targets))
     bad = problems(records)
     for line in bad:

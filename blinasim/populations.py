@@ -104,6 +104,7 @@ class Population:
             grown = np.full(capacity, fill, dtype=dtype)
             grown[: self.n] = self._data[name][: self.n]
             self._data[name] = grown
+            self.__dict__[name] = grown[: self.n]  # drop the view of the old column: free it now
 
     def add(self, count: int, **values) -> np.ndarray:
         """Append `count` newborn cells; keyword arrays or scalars set columns. Returns rows."""
