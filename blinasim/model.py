@@ -353,7 +353,7 @@ class BlinaModel(mesa.Model):
         """Continue from a state saved by `state()` at a step boundary."""
         self.pop = Population.from_state(state)
         self.steps = int(state["model.steps"])
-        self._contacts_step = -1  # per-step caches of the state before
+        self._contacts_step = -1  # the count of this step belonged to the replaced state
         self.pk.restore(state)
         self.conc_pg_per_ml = float(state["model.conc_pg_per_ml"])
         self.kills_total = int(state["model.kills_total"])

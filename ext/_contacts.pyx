@@ -4,8 +4,8 @@
 Each step, the free live T cells and the free live CD19-bearing targets of every
 compartment where a synapse can form (drug bound, and free cells of both kinds: the
 model's contact_compartments) are counting-sorted into one grid per compartment (square
-bins at least one contact radius wide, about one cell of the more numerous side per bin; the grids
-of all compartments laid end to end). The grid keeps bin-ordered copies of what the scan
+bins at least one contact radius wide, about one cell of the more numerous side per bin;
+the grids of all compartments laid end to end). The grid keeps bin-ordered copies of what the scan
 reads (x, y, id, CD19 or CD3, row), so the scan walks memory in order. Every free T cell
 then scans the bins that can hold a touching target: its own and its neighbours, 3x3, or
 2x2 along an axis whose bins are at least two radii wide (a contact disc then reaches only

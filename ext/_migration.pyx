@@ -13,10 +13,11 @@ def movers(const int64_t[::1] rows, const int8_t[::1] kind, const int64_t[::1] i
     positive chance, and a keyed draw for their id below it. Marks them in `moved`.
 
     The chance of rows[i] is chance_of_row[i] when that is given (an array as long as
-    rows), else chance_of_kind[kind[rows[i]]]. The draw is rng.uniforms(seed, id, step,
-    purpose, extra), so a cell's decision does not depend on which other cells are drawn.
+    rows), else chance_of_kind[kind[rows[i]]] (0 for a kind code outside it). The draw is
+    rng.uniforms(seed, id, step, purpose, extra), so a cell's decision does not depend on
+    which other cells are drawn. Every row must index kind, ids and moved.
     """
-    cdef Py_ssize_t i, r, made = 0, n = rows.shape[0]
+    cdef Py_ssize_t i, r, k, made = 0, n = rows.shape[0], n_kinds = chance_of_kind.shape[0]
     cdef bint per_row = chance_of_row is not None
     cdef const double[::1] row_chance
     if per_row:
@@ -32,7 +33,11 @@ def movers(const int64_t[::1] rows, const int8_t[::1] kind, const int64_t[::1] i
             r = rows[i]
             if moved[r]:
                 continue
-            chance = row_chance[i] if per_row else chance_of_kind[kind[r]]
+            k = kind[r]
+            if per_row:
+                chance = row_chance[i]
+            else:
+                chance = chance_of_kind[k] if 0 <= k < n_kinds else 0.0
             if chance > 0.0 and keyed_uniform(key, <uint64_t>ids[r], extra) < chance:
                 moved[r] = 1
                 o[made] = r
