@@ -1320,3 +1320,10 @@ def test_movers_refuses_a_chance_per_row_of_the_wrong_length():
     with pytest.raises(ValueError, match="as long as rows"):
         _migration.movers(np.arange(3), np.zeros(3, np.int8), np.arange(3), np.zeros(3, np.uint8),
                           np.ones(4), np.ones(2), 1, 0, 23, 0)
+
+
+def test_movers_give_a_kind_outside_the_chance_table_no_chance():
+    moved = np.zeros(2, np.uint8)
+    got = _migration.movers(np.arange(2), np.array([9, 1], np.int8), np.arange(2), moved,
+                            np.array([1.0, 1.0]), None, 1, 0, 23, 0)
+    assert got.tolist() == [1] and moved.tolist() == [0, 1]
