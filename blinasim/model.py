@@ -55,12 +55,17 @@ class BlinaModel(mesa.Model):
     then dead cells are compacted away.
     """
 
-    def __init__(self, scenario: Scenario, seed: int | None = None, threads: int = 1):
+    def __init__(self, scenario: Scenario, seed: int | None = None, threads: int = 1,
+                 walk_everywhere: bool = False):
+        """walk_everywhere: walk every free cell every step, also where no synapse can form
+        and while the model is quiet (the live and classroom views show the cells; a run
+        with it differs from one without, docs/model.md, *Motility*)."""
         seed = scenario.seed if seed is None else int(seed)
         super().__init__(seed=seed)
         self.seed = seed
         self.scenario = scenario
         self.threads = max(1, int(threads))
+        self.walk_everywhere = bool(walk_everywhere)
         self.dt_min = scenario.time_step_min
         self.total_steps = int(round(scenario.duration_h * 60.0 / self.dt_min))
         transplant = transplant_day(scenario)
@@ -162,7 +167,8 @@ class BlinaModel(mesa.Model):
         """One time step (Mesa has already advanced self.steps)."""
         for process in self.processes:
             if self.steps % process.every_steps == 0:
-                if process.name in CONTACT_PROCESSES and self.quiet():
+                if process.name in CONTACT_PROCESSES and self.quiet() \
+                        and not (self.walk_everywhere and process.name == "motility"):
                     continue
                 process.step(self)
         if self.steps % self.population_every_steps == 0:

@@ -673,3 +673,16 @@ def test_cells_walk_only_where_a_synapse_can_form():
     alone = free & (pop.comp == 1)
     assert alone.any() and not moved[alone].any()  # no target: the walk pauses
     assert moved[free & (pop.comp == 0)].all()     # both sides: every free cell walks
+
+
+@pytest.mark.parametrize("conc", [100.0, 0.0])  # with drug; without (the model is quiet)
+def test_a_model_for_views_walks_every_free_cell(conc):
+    for everywhere in (False, True):
+        m = BlinaModel(two_wells(conc=conc), walk_everywhere=everywhere)
+        m.step()
+        pop = m.pop
+        x = pop.x.copy()
+        free = (pop.alive == 1) & (pop.partner < 0) & (pop.comp == 1)
+        m.step()
+        assert (pop.x[free] != x[free]).all() == everywhere  # the T cells of the target-free well
+    assert m.quiet() == (conc == 0.0)

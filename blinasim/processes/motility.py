@@ -4,7 +4,8 @@ Cells walk only in compartments where a contact can start a synapse this step (d
 free T cells and free CD19+ targets both present: BlinaModel.contact_compartments). Where
 one side is missing, positions are only ever read again once both sides are back, and a
 newcomer lands at a uniformly random place, so the walk is paused rather than stepped:
-docs/model.md, *Motility*, gives the argument and what it changes.
+docs/model.md, *Motility*, gives the argument and what it changes. A model made with
+walk_everywhere (the live and classroom views) walks every free cell.
 """
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ class RandomWalk:
 
     def step(self, model) -> None:
         pop = model.pop
-        walking = model.contact_compartments()[0].astype(bool)
-        step_um = np.where(walking[:, None], self.step_um, 0.0)  # a step of 0: the kernel skips the cell
+        step_um = self.step_um
+        if not model.walk_everywhere:
+            walking = model.contact_compartments()[0].astype(bool)
+            step_um = np.where(walking[:, None], step_um, 0.0)  # a step of 0: the kernel skips the cell
         _motility.move(pop.x, pop.y, pop.ux, pop.uy, pop.kind, pop.comp, pop.partner,
                        pop.alive, pop.id, step_um, model.geometry.width_um,
                        model.geometry.height_um, self.p_turn, model.seed, model.steps,

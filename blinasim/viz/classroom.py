@@ -151,7 +151,8 @@ class ClassroomModel(BlinaModel):
                  adhesion_blockade: float = 0.0, seed: int = 1):
         base = load_scenario(scenario, overrides).scenario
         sliders = overrides_for(base, dose_ug_per_day, et_ratio, treg_fraction, cd19neg_share, adhesion_blockade)
-        super().__init__(load_scenario(scenario, [*overrides, *sliders]).scenario, seed=seed)
+        super().__init__(load_scenario(scenario, [*overrides, *sliders]).scenario, seed=seed,
+                         walk_everywhere=True)  # the page shows the cells
         self.lock = threading.Lock()
         self.kernel = current_kernel()
         self.comp = default_compartment(self)

@@ -348,7 +348,7 @@ def _check(args) -> None:
 def _live(args) -> int:
     _check(args)
     scenario = load_scenario(args.scenario, args.overrides).scenario
-    model = BlinaModel(scenario, seed=args.seed, threads=args.threads)
+    model = BlinaModel(scenario, seed=args.seed, threads=args.threads, walk_everywhere=True)  # cells are shown
     names = model.geometry.names
     if args.compartment is not None and args.compartment not in names:
         raise VizError(f"--compartment: no compartment {args.compartment!r}; this scenario has {', '.join(names)}")
