@@ -636,8 +636,6 @@ def test_migration_moves_a_cell_at_most_once_per_interval():
     assert np.all((m.pop.x >= 0) & (m.pop.x < 100.0))
 
 
-
-
 def two_wells(conc: float = 100.0) -> Scenario:
     """'pair' holds T cells and blasts; 'alone' holds T cells only (no target can come)."""
     well = dict(width_um=200.0, height_um=200.0, thickness_um=10.0,

@@ -121,8 +121,8 @@ def test_high_burden_raises_cytokines():
     # Over the first 48 h, seed by seed, the IL-6 exposure of high_burden and standard_cycle
     # differ by -1% to +9% (seeds 1-6, mean +3%), and the IL-6 peak (hour 6.5, from the
     # blood's B cells, the same 500/uL in both) goes either way: a single seed decides
-    # nothing, so the mean of four is compared (docs/model.md, *Model and literature*: CRS hardly scales
-    # with burden in this model).
+    # nothing, so the mean of four is compared (docs/model.md, *CRS grade*: CRS hardly
+    # scales with burden in this model).
     no_rules = ("interventions.tocilizumab_at_crs_grade=0", "interventions.interrupt_at_crs_grade=0")
     exposure = {name: np.mean([sum(r["il6_pg_per_ml"] for r in run(name, 48, (*extra, f"seed={seed}")))
                                for seed in (1, 2, 3, 4)])
