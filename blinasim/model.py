@@ -18,13 +18,16 @@ from blinasim.processes.b_cells import BCellTurnover
 from blinasim.processes.base import cd69_positive
 from blinasim.processes.binding import ReceptorOccupancy
 from blinasim.processes.blasts import BlastGrowth
+from blinasim.processes.crs import CrsSigns
 from blinasim.processes.cytokines import CYTOKINES, CytokineRelease
-from blinasim.processes.endothelium import EndothelialActivation
+from blinasim.processes.endothelium import BARRIER, WALL, EndothelialActivation, EndothelialCells
+from blinasim.processes.icans import IcansSigns
 from blinasim.processes.lysis import GranuleLysis
 from blinasim.processes.migration import Migration
 from blinasim.processes.motility import RandomWalk
 from blinasim.processes.pharmacokinetics import DrugConcentration
-from blinasim.processes.protocol import ACTIONS, Protocol
+from blinasim.processes.myeloid import MyeloidActivation, MyeloidCells
+from blinasim.processes.protocol import Protocol
 from blinasim.processes.regulation import TregSuppression
 from blinasim.processes.sampling import BlastSampling
 from blinasim.processes.synapse import SynapseFormation
@@ -86,10 +89,15 @@ class BlinaModel(mesa.Model):
         self.suppression = np.zeros(len(self.geometry.names))
         self.endothelial_activation = scenario.endothelium.rest_level
         self.adhesion_stimulus = 0.0
+        self.capillary_leak = 0.0
+        self.bbb_leak = 0.0
+        self.il6_myeloid_share = 0.0
         self.kills_total = 0
         self._kill_buffer: list[tuple[np.ndarray, ...]] = []
         self.pop = Population()
         self._populate()
+        self.myeloid = MyeloidCells(self)
+        self.endothelium = EndothelialCells(self)
         cns = self.geometry.role_code("cns")
         self.baseline_cns_t_per_ul = (0.0 if cns is None else
                                       np.count_nonzero((self.pop.comp == cns) & (self.pop.kind <= KIND_CODE["cd4"]))
@@ -133,9 +141,11 @@ class BlinaModel(mesa.Model):
         self.population_every_steps = slow
         self.protocol = Protocol(self, slow)
         self.protocol.administer_due_doses(self.time_min / 60.0)
+        self.crs = CrsSigns(self, slow)
+        self.icans = IcansSigns(self, slow)
         processes = [DrugConcentration(), ReceptorOccupancy(), RandomWalk(self),
-                     SynapseFormation(self), GranuleLysis(self),
-                     self.protocol, CytokineRelease(self, slow), TregSuppression(self, slow),
+                     SynapseFormation(self), GranuleLysis(self), self.crs, self.icans, self.protocol,
+                     CytokineRelease(self, slow), MyeloidActivation(self, slow), TregSuppression(self, slow),
                      EndothelialActivation(self, slow), AntigenDynamics(self, slow),
                      ActivatedTCellDynamics(self, slow), BlastGrowth(self, slow),
                      BCellTurnover(self, slow)]
@@ -286,7 +296,24 @@ class BlinaModel(mesa.Model):
         row.update({
             "infusion_ug_per_day": self.pk.rate_ug_per_h(max(0.0, self.time_min - self.dt_min)) * 24.0,
             "il6_signal_pg_per_ml": self.protocol.il6_signal(self) if blood is not None else math.nan,
-            "crs_grade": float(self.protocol.crs_grade),
+            "crs_grade": float(self.crs.grade),
+            "body_temperature_c": self.crs.temperature_c,
+            "mean_arterial_pressure_mmhg": self.crs.map_mmhg,
+            "vasopressors": float(self.crs.vasopressors),
+            "oxygen_l_per_min": self.crs.oxygen_l_per_min,
+            "il6_myeloid_share": self.il6_myeloid_share,
+            "icans_grade": float(self.icans.grade),
+            "ice_score": float(self.icans.ice),
+            "encephalopathy": self.icans.encephalopathy,
+            "ang2_ang1_ratio": self.endothelium.ang2_ng_per_ml / s.endothelium.ang1_ng_per_ml,
+            "capillary_leak": self.capillary_leak,
+            "bbb_leak": self.bbb_leak,
+            "bbb_endothelial_activation": self.endothelium.mean("icam1", BARRIER),
+            "vcam1_expression": self.endothelium.mean("vcam1", WALL),
+            "pselectin_expression": self.endothelium.mean("pselectin", WALL),
+            **self._endothelial_distribution(),
+            "monocyte_activation": self.myeloid.mean_activation(geo.role_codes(("blood",))),
+            "macrophage_activation": self.myeloid.mean_activation(geo.role_codes(MARROW_ROLES + ("lymphoid",))),
             "treg_fraction_of_cd4": float(np.count_nonzero(pop.regulatory[cd4])) / max(1, int(cd4.sum())),
             "blasts_cd19neg": float(pop.weight[blasts & (pop.cd19_set <= 0.0)].sum()),
             "cd69_pos_fraction": float(np.count_nonzero(cd69)) / n_t,
@@ -298,6 +325,13 @@ class BlinaModel(mesa.Model):
         })
         row.update(self._t_cell_observables(t_cell, blood))
         return row
+
+    def _endothelial_distribution(self) -> dict[str, float]:
+        """10th, 50th and 90th percentiles of the vessel wall's activation (ICAM-1)."""
+        wall = self.endothelium.icam1[self.endothelium.layer == WALL]
+        p10, p50, p90 = np.percentile(wall, [10, 50, 90])
+        return {"endothelial_activation_p10": float(p10), "endothelial_activation_p50": float(p50),
+                "endothelial_activation_p90": float(p90)}
 
     def _t_cell_observables(self, t_cell: np.ndarray, blood: int | None) -> dict[str, float]:
         """Blood T cells per subset, and the arming, exhaustion and programme of all T cells."""
@@ -345,6 +379,9 @@ class BlinaModel(mesa.Model):
         state = self.pop.state()
         state.update(self.pk.state())
         state.update(self.protocol.state())
+        state.update(self.crs.state())
+        state.update(self.icans.state())
+        state.update(self.endothelium.state())
         if self.assessment is not None:
             state.update(self.assessment.state())
         state.update({"model.steps": self.steps, "model.conc_pg_per_ml": self.conc_pg_per_ml,
@@ -352,7 +389,11 @@ class BlinaModel(mesa.Model):
                       "model.cytokines_pg_per_ml": self.cytokines_pg_per_ml.copy(),
                       "model.suppression": self.suppression.copy(),
                       "model.endothelial_activation": self.endothelial_activation,
-                      "model.adhesion_stimulus": self.adhesion_stimulus})
+                      "model.adhesion_stimulus": self.adhesion_stimulus,
+                      "model.il6_myeloid_share": self.il6_myeloid_share,
+                      "model.capillary_leak": self.capillary_leak, "model.bbb_leak": self.bbb_leak,
+                      "myeloid.activation": self.myeloid.activation.copy(),
+                      "myeloid.tolerance": self.myeloid.tolerance.copy()})
         return state
 
     def restore(self, state) -> None:
@@ -367,8 +408,16 @@ class BlinaModel(mesa.Model):
         self.suppression = np.array(state["model.suppression"], dtype=float)
         self.endothelial_activation = float(state["model.endothelial_activation"])
         self.adhesion_stimulus = float(state["model.adhesion_stimulus"])
+        self.il6_myeloid_share = float(state["model.il6_myeloid_share"])
+        self.capillary_leak = float(state["model.capillary_leak"])
+        self.bbb_leak = float(state["model.bbb_leak"])
+        self.endothelium.restore(state)
+        self.myeloid.activation = np.array(state["myeloid.activation"], dtype=float)
+        self.myeloid.tolerance = np.array(state["myeloid.tolerance"], dtype=float)
         self._kill_buffer.clear()
         self.processes = self._build_processes()
+        self.crs.restore(state)
+        self.icans.restore(state)
         self.protocol.restore(state)
         self.protocol.events.clear()
         if self.assessment is not None:
@@ -397,14 +446,34 @@ VARIABLE_META = {
     "il10_pg_per_ml": ("pg/mL", "serum IL-10"),
     "ifng_pg_per_ml": ("pg/mL", "serum IFN-gamma"),
     "tnfa_pg_per_ml": ("pg/mL", "serum TNF-alpha"),
+    "il1b_pg_per_ml": ("pg/mL", "serum IL-1beta"),
     "infusion_ug_per_day": ("ug/day", "infusion rate in force"),
     "il6_signal_pg_per_ml": ("pg/mL", "serum IL-6 not blocked by tocilizumab (IL-6 signalling)"),
-    "crs_grade": ("1", "cytokine release syndrome grade (0-4) from IL-6 signalling"),
+    "crs_grade": ("1", "cytokine release syndrome grade (0-4, ASTCT consensus) from fever, hypotension and hypoxia"),
+    "body_temperature_c": ("degC", "body temperature from pyrogenic cytokines"),
+    "mean_arterial_pressure_mmhg": ("mmHg", "mean arterial pressure (vasodilation and capillary leak)"),
+    "vasopressors": ("1", "vasopressors needed (0, 1, 2 for several)"),
+    "oxygen_l_per_min": ("L/min", "supplemental oxygen needed (pulmonary capillary leak)"),
+    "il6_myeloid_share": ("1", "share of the IL-6 reaching serum that myeloid cells released (the rest: T cells)"),
+    "monocyte_activation": ("1", "mean activation of blood monocytes (0 without any)"),
+    "macrophage_activation": ("1", "mean activation of marrow and lymphoid macrophages"),
     "treg_fraction_of_cd4": ("1", "regulatory T cells / CD4 T cells in blood"),
     "blasts_cd19neg": ("cells", "the patient's live blasts without heritable surface CD19"),
     "cd69_pos_fraction": ("1", "CD69+ share of blood T cells"),
     "cd25_pos_fraction": ("1", "CD25+ share of blood T cells"),
-    "endothelial_activation": ("1", "endothelial activation (ICAM-1, VCAM-1, P-selectin, Ang-2)"),
+    "endothelial_activation": ("1", "mean ICAM-1 of the vessel wall's endothelial cells (rest 0.1, fully activated 1)"),
+    "endothelial_activation_p10": ("1", "10th percentile of the vessel wall's ICAM-1"),
+    "endothelial_activation_p50": ("1", "median ICAM-1 of the vessel wall"),
+    "endothelial_activation_p90": ("1", "90th percentile of the vessel wall's ICAM-1"),
+    "vcam1_expression": ("1", "mean VCAM-1 of the vessel wall"),
+    "pselectin_expression": ("1", "mean surface P-selectin of the vessel wall (Weibel-Palade exocytosis)"),
+    "bbb_endothelial_activation": ("1", "mean ICAM-1 of the blood-brain barrier's endothelial cells"),
+    "ang2_ang1_ratio": ("1", "serum angiopoietin-2 / angiopoietin-1"),
+    "capillary_leak": ("1", "mean leak of the vessel wall (0-1)"),
+    "bbb_leak": ("1", "mean leak of the blood-brain barrier (0-1)"),
+    "icans_grade": ("1", "ICANS grade (0-4, ASTCT consensus)"),
+    "ice_score": ("1", "immune effector cell encephalopathy score (10 normal, 0 worst)"),
+    "encephalopathy": ("1", "encephalopathy (0-1) from CNS cytokines and CNS T cells"),
     "t_adhered_endothelium": ("cells", "T cells adhered to the vessel wall"),
     "cns_t_cells": ("cells", "T cells in the CNS compartment"),
     "neurotox_index": ("1", "neurotoxicity index 0-1 from CNS T cells and serum cytokines"),

@@ -13,7 +13,8 @@ from blinasim.scenario import load_scenario
 
 MECHANISM_SECTIONS = ("drug", "pk", "receptors", "binding", "motility", "synapse", "lysis",
                       "activation", "t_subsets", "blasts", "b_cells", "markers", "exhaustion", "regulation",
-                      "cytokines", "crs", "antigen", "endothelium", "interventions", "neurotoxicity", "patient")
+                      "cytokines", "myeloid", "crs", "antigen", "endothelium", "interventions", "icans", "neurotoxicity",
+                      "patient")
 
 INTRO = """# Parameters
 

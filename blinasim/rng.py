@@ -48,6 +48,9 @@ class Purpose(IntEnum):
     ASSAY_MORPHOLOGY = 36
     ASSAY_FLOW = 37
     ASSAY_NGS = 38
+    INIT_MYELOID = 39
+    MYELOID_CONTACT = 40
+    INIT_ENDOTHELIUM = 41
 
 
 def uniforms(seed: int, ids: np.ndarray, step: int, purpose: Purpose, extra: int = 0) -> np.ndarray:

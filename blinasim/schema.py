@@ -270,22 +270,60 @@ class CytokineKinetics:
 
 @dataclass(frozen=True)
 class Cytokines:
-    """IL-2, IL-6, IL-10, IFN-gamma and TNF-alpha per compartment."""
+    """IL-2, IL-6, IL-10, IFN-gamma, TNF-alpha and IL-1beta per compartment."""
     activity_decay_h: float = param(8.0, "h", 0.01, 1e4, "A T cell's secretory activity decays with this time constant after its last synapse", "calibrated: cytokines peak on day 1 and stay detectable ~2 days (biology brief s.5)")
     il2: CytokineKinetics = section(lambda: CytokineKinetics(0.0013, 10.0, 0.0), "IL-2")
-    il6: CytokineKinetics = section(lambda: CytokineKinetics(0.0066, 20.0, 0.0), "IL-6")
+    il6: CytokineKinetics = section(lambda: CytokineKinetics(0.0013, 20.0, 0.0), "IL-6 (T cells make a minority of it; myeloid release is in `myeloid`)")
     il10: CytokineKinetics = section(lambda: CytokineKinetics(0.0034, 120.0, 5.0), "IL-10")
     ifng: CytokineKinetics = section(lambda: CytokineKinetics(0.002, 30.0, 0.0), "IFN-gamma")
     tnfa: CytokineKinetics = section(lambda: CytokineKinetics(0.0013, 20.0, 0.0), "TNF-alpha")
+    il1b: CytokineKinetics = section(lambda: CytokineKinetics(0.0, 20.0, 0.0), "IL-1beta (made by myeloid cells, not T cells)")
+    il6_receptor_clearance_share: float = param(0.7, "", 0.0, 1.0, "Share of IL-6 clearance that goes through its receptor (blocked by tocilizumab, so serum IL-6 rises after a dose while its signalling falls)", "Nishimoto 2008 Blood 112:3959 (serum IL-6 rises several-fold after tocilizumab because receptor-mediated clearance is blocked); assumption for the value")
+
+
+@dataclass(frozen=True)
+class Myeloid:
+    """Monocytes (blood) and macrophages (tissues) as agents: activation by T-cell cytokines,
+    CD40L contact and IL-1, release of IL-6 and IL-1beta."""
+    activation_per_h: float = param(0.5, "1/h", 0.0, 1e3, "Activation rate of a myeloid cell at full stimulus", "assumption: monocyte IL-6 and IL-1beta transcripts rise within 1-2 h of stimulation")
+    recovery_per_h: float = param(0.15, "1/h", 0.0, 1e3, "Return to rest (half-life ln2/rate, ~4.6 h)", "assumption: monocyte cytokine production stops within hours of the stimulus ending (tolerance)")
+    tnfa_ec50_pg_per_ml: float = param(200.0, "pg/mL", 1e-3, 1e6, "Local TNF-alpha at half-maximal stimulus of a median myeloid cell", "Li 2019 Sci Transl Med (T-cell TNF-alpha triggers monocyte IL-6); assumption for the value (monocytes respond to TNF-alpha at 0.1-1 ng/mL in vitro)")
+    ifng_ec50_pg_per_ml: float = param(400.0, "pg/mL", 1e-3, 1e6, "Local IFN-gamma at half-maximal stimulus", "assumption: twice tnfa_ec50 (IFN-gamma primes more than it triggers)")
+    il1b_ec50_pg_per_ml: float = param(20.0, "pg/mL", 1e-3, 1e6, "Local IL-1beta signalling at half-maximal stimulus (the amplifying loop)", "assumption: monocytes respond to IL-1beta at tens of pg/mL (Dinarello 2009)")
+    stimulus_hill: float = param(2.0, "", 0.1, 10.0, "Hill coefficient of each cytokine's stimulus", "assumption")
+    tolerance_per_h: float = param(0.1, "1/h", 0.0, 1e3, "Rate at which an activated myeloid cell becomes refractory (tolerance T: dT/dt = k a (1 - T) - k_back T; the stimulus is S (1 - T))", "endotoxin tolerance: monocytes stimulated for hours stop making IL-6 and TNF-alpha on re-stimulation (Biswas & Lopez-Collazo 2009 Trends Immunol); assumption for the value")
+    tolerance_recovery_per_h: float = param(0.01, "1/h", 0.0, 1e3, "Loss of tolerance", "assumption: tolerance lasts days")
+    il10_ic50_pg_per_ml: float = param(100.0, "pg/mL", 1e-3, 1e6, "Local IL-10 that halves the activation rate", "de Waal Malefyt 1991 J Exp Med 174:1209 (IL-10 inhibits monocyte IL-1, IL-6 and TNF-alpha synthesis at 0.1-1 ng/mL); assumption for the value")
+    contact_ul_per_h: float = param(1e-7, "uL/h", 0.0, 1.0, "Effective volume per hour in which an activated T cell activates a myeloid cell by contact (CD40L): chance in an interval 1 - exp(-k rho_active dt)", "calibrated: serum IL-6 tens of pg/mL on day 1 of `standard_cycle` with premedication (biology brief s.5, the target the T-cell release was calibrated to); the encounter geometry alone (pi (10 um)^2 x 5 um/min, ~1e-4 uL/h) activated every marrow macrophage within hours, so only about one encounter in 1,000 activates")
+    cell_sd_log: float = param(0.5, "", 0.0, 5.0, "Spread (sd of the log) of each cell's stimulus threshold around the median", "assumption: monocyte responses to the same stimulus vary several-fold between cells")
+    responsiveness: float = param(1.0, "", 1e-3, 1e3, "Patient factor: every cytokine concentration a myeloid cell senses is multiplied by it (a cohort covariate)", "assumption: monocyte cytokine responses vary several-fold between people")
+    il6_release_fg_per_cell_per_h: float = param(4.0, "fg/cell/h", 0.0, 1e4, "IL-6 release by a fully activated myeloid cell", "order of stimulated human monocytes in vitro (tens of ng per 1e6 PBMC per day, monocytes 10-20% of them); assumption for the value")
+    il1b_release_fg_per_cell_per_h: float = param(0.005, "fg/cell/h", 0.0, 1e4, "IL-1beta release by a fully activated myeloid cell", "assumption: IL-1beta is secreted far less than IL-6 (its release needs the inflammasome) and is hardly measurable in CRS serum")
 
 
 @dataclass(frozen=True)
 class Crs:
-    """Cytokine release syndrome grade from IL-6 signalling (serum IL-6 not blocked by tocilizumab)."""
-    grade1_il6_pg_per_ml: float = param(20.0, "pg/mL", 0.0, 1e6, "IL-6 signalling at which grade 1 starts", "assumption (documented rule, docs/model.md)")
-    grade2_il6_pg_per_ml: float = param(100.0, "pg/mL", 0.0, 1e6, "Grade 2 threshold", "assumption")
-    grade3_il6_pg_per_ml: float = param(400.0, "pg/mL", 0.0, 1e6, "Grade 3 threshold", "assumption")
-    grade4_il6_pg_per_ml: float = param(1000.0, "pg/mL", 0.0, 1e6, "Grade 4 threshold", "assumption")
+    """Cytokine release syndrome as the clinic grades it (ASTCT, Lee 2019) from body
+    temperature, mean arterial pressure and oxygen need, each derived from the mechanism."""
+    sensitivity: float = param(1.0, "", 1e-3, 1e3, "Patient factor: every cytokine concentration the fever, vasodilation and leak rules see is multiplied by it (a cohort covariate)", "assumption: the IL-6 of a given CRS grade spans an order of magnitude between patients (Teachey 2016 Cancer Discov)")
+    fever_max_c: float = param(4.0, "degC", 0.0, 10.0, "Largest rise of body temperature (37 + this is the ceiling)", "assumption: hyperpyrexia ~41 degC")
+    fever_il6_ec50_pg_per_ml: float = param(1500.0, "pg/mL", 1e-3, 1e6, "Serum IL-6 signalling at half the largest rise", "anchored on the human endotoxin challenge (IL-6 ~1,000 and TNF-alpha ~300-500 pg/mL with a 1.5-2 degC rise; Michie 1988 NEJM 318:1481, Suffredini 1999); assumption for the split between cytokines")
+    fever_tnfa_ec50_pg_per_ml: float = param(1000.0, "pg/mL", 1e-3, 1e6, "Serum TNF-alpha at half the largest rise", "as fever_il6_ec50")
+    fever_il1b_ec50_pg_per_ml: float = param(50.0, "pg/mL", 1e-3, 1e6, "Serum IL-1beta signalling at half the largest rise", "assumption: IL-1beta is pyrogenic at concentrations that are hardly measurable in serum (Dinarello 2009)")
+    signal_hill: float = param(1.5, "", 0.1, 10.0, "Hill coefficient of the fever, vasodilation and leak signals", "assumption")
+    fever_c: float = param(38.0, "degC", 30.0, 45.0, "Fever: body temperature at or above this", "ASTCT consensus (Lee 2019)")
+    vasodilation_scale: float = param(2.0, "", 1e-3, 1e3, "Cytokine levels for half-maximal vasodilation relative to those of fever", "assumption: in CRS fever precedes hypotension (Lee 2019)")
+    map_rest_mmhg: float = param(90.0, "mmHg", 40.0, 150.0, "Mean arterial pressure at rest", "normal adult MAP")
+    vasodilation_max_drop_mmhg: float = param(30.0, "mmHg", 0.0, 100.0, "Largest fall of MAP from cytokine-driven vasodilation (NO)", "assumption")
+    leak_max_drop_mmhg: float = param(30.0, "mmHg", 0.0, 100.0, "Largest fall of MAP from capillary leak", "assumption")
+    hypotension_below_mmhg: float = param(65.0, "mmHg", 0.0, 150.0, "Hypotension: MAP below this (about systolic 90 mmHg)", "ASTCT consensus (Lee 2019): hypotension; MAP 65 mmHg the usual target")
+    vasopressor_below_mmhg: float = param(58.0, "mmHg", 0.0, 150.0, "MAP below which fluids do not suffice and one vasopressor is needed", "assumption: a fluid bolus raises MAP by ~5-7 mmHg")
+    vasopressors_below_mmhg: float = param(50.0, "mmHg", 0.0, 150.0, "MAP below which more than one vasopressor is needed", "assumption")
+    oxygen_max_l_per_min: float = param(30.0, "L/min", 0.0, 100.0, "Oxygen need at full pulmonary leak", "assumption")
+    oxygen_leak50: float = param(0.5, "", 1e-3, 1.0, "Capillary leak at half the largest oxygen need", "assumption: the lung leaks later than the periphery")
+    hypoxia_from_l_per_min: float = param(1.0, "L/min", 0.0, 100.0, "Hypoxia: oxygen need at or above this", "ASTCT (Lee 2019): any oxygen need; 1 L/min the lowest nasal-cannula flow")
+    high_flow_above_l_per_min: float = param(6.0, "L/min", 0.0, 100.0, "Oxygen need above this is high-flow (grade 3)", "ASTCT consensus (Lee 2019)")
+    positive_pressure_from_l_per_min: float = param(15.0, "L/min", 0.0, 100.0, "Oxygen need at or above this needs positive pressure (grade 4)", "assumption: beyond a non-rebreather mask")
 
 
 @dataclass(frozen=True)
@@ -301,14 +339,27 @@ class Antigen:
 
 @dataclass(frozen=True)
 class Endothelium:
-    """Vessel-wall activation by cytokines, and drug-triggered T-cell adhesion."""
-    activation_per_h: float = param(0.5, "1/h", 0.0, 1e3, "Up-regulation rate of Ang-2, ICAM-1, VCAM-1, P-selectin at full stimulus", "calibrated: Ang-2 up within 6 h (biology brief s.4)")
-    recovery_per_h: float = param(0.025, "1/h", 0.0, 1e3, "Return to rest", "calibrated: normal within 7 days (biology brief s.4)")
-    tnfa_ec50_pg_per_ml: float = param(4.0, "pg/mL", 1e-3, 1e6, "TNF-alpha at half-maximal endothelial stimulus", "assumption")
-    ifng_ec50_pg_per_ml: float = param(6.0, "pg/mL", 1e-3, 1e6, "IFN-gamma at half-maximal endothelial stimulus", "assumption")
-    il6_ec50_pg_per_ml: float = param(12.0, "pg/mL", 1e-3, 1e6, "IL-6 signalling at half-maximal endothelial stimulus", "assumption")
+    """Endothelial cells as agents in two layers, the vessel wall facing the blood and the
+    blood-brain barrier: activation by cytokines, adhesion molecules, Weibel-Palade bodies
+    (Ang-2, P-selectin), leak; drug-triggered T-cell adhesion."""
+    cells_per_layer: int = param(1000, "cells", 1, 100000, "Endothelial agents in each layer (vessel wall, blood-brain barrier)", "sampling size: the layer's means have a relative error ~1/sqrt(n)")
+    cell_sd_log: float = param(0.5, "", 0.0, 5.0, "Spread (sd of the log) of each cell's stimulus threshold around the median", "assumption: endothelial responses to cytokines vary between cells and vascular beds")
+    activation_per_h: float = param(0.5, "1/h", 0.0, 1e3, "Up-regulation rate of ICAM-1 and VCAM-1 at full stimulus", "calibrated: Ang-2 up within 6 h (biology brief s.4)")
+    recovery_per_h: float = param(0.025, "1/h", 0.0, 1e3, "Return of ICAM-1 and VCAM-1 to rest", "calibrated: normal within 7 days (biology brief s.4)")
+    tnfa_ec50_pg_per_ml: float = param(4.0, "pg/mL", 1e-3, 1e6, "Serum TNF-alpha at half-maximal stimulus of a median cell", "assumption")
+    ifng_ec50_pg_per_ml: float = param(6.0, "pg/mL", 1e-3, 1e6, "Serum IFN-gamma at half-maximal stimulus", "assumption")
+    il6_ec50_pg_per_ml: float = param(12.0, "pg/mL", 1e-3, 1e6, "Serum IL-6 signalling at half-maximal stimulus", "assumption")
+    il1b_ec50_pg_per_ml: float = param(5.0, "pg/mL", 1e-3, 1e6, "Serum IL-1beta signalling at half-maximal stimulus", "assumption: endothelium responds to IL-1beta at a few pg/mL")
     stimulus_hill: float = param(3.0, "", 0.1, 10.0, "Hill coefficient of each cytokine's stimulus (C^n / (C^n + EC50^n))", "calibrated: peak cytokines activate the endothelium while trace levels after day 2 do not, so it is normal within 7 days (biology brief s.4)")
-    rest_level: float = param(0.1, "", 0.0, 1.0, "Adhesion-molecule level of resting endothelium", "assumption: resting endothelium expresses some ICAM-1")
+    rest_level: float = param(0.1, "", 0.0, 1.0, "ICAM-1 level of resting endothelium (VCAM-1 and surface P-selectin are absent at rest)", "assumption: resting endothelium expresses some ICAM-1")
+    exocytosis_per_h: float = param(1.0, "1/h", 0.0, 1e3, "Weibel-Palade body exocytosis rate at full stimulus (releases Ang-2, shows P-selectin)", "Fiedler 2004 Blood (Ang-2 is stored in Weibel-Palade bodies and released within minutes to hours); assumption for the value")
+    refill_per_h: float = param(0.04, "1/h", 0.0, 1e3, "Refilling of the Weibel-Palade store", "assumption: about a day")
+    ang1_ng_per_ml: float = param(20.0, "ng/mL", 1e-3, 1e4, "Serum angiopoietin-1 (from pericytes and platelets; held constant)", "assumption: healthy serum Ang-1 of tens of ng/mL")
+    ang2_rest_ng_per_ml: float = param(2.0, "ng/mL", 0.0, 1e4, "Serum angiopoietin-2 at rest", "assumption: healthy serum Ang-2 of 1-3 ng/mL")
+    ang2_full_release_ng_per_ml: float = param(10.0, "ng/mL", 0.0, 1e4, "Serum Ang-2 added if every vessel-wall cell emptied its full store at once", "assumption")
+    ang2_half_life_h: float = param(18.0, "h", 0.01, 1e4, "Serum half-life of Ang-2", "assumption")
+    bbb_resistance: float = param(2.0, "", 1e-3, 1e3, "Cytokine levels a blood-brain-barrier cell needs relative to a vessel-wall cell", "assumption: tight junctions, pericytes and astrocyte end-feet make the barrier less responsive")
+    transmigration_gain: float = param(10.0, "", 0.0, 1e4, "Rate of 'transmigration' routes at full blood-brain-barrier leak relative to rest, minus 1", "assumption: T cells cross a disrupted barrier more readily (Gust 2017)")
     drug_ec50_pg_per_ml: float = param(20.0, "pg/mL", 1e-3, 1e6, "Drug at which CD3 binding half-maximally switches LFA-1/VLA-4 to adhesive forms", "calibrated: T cells leave the blood 2-6 h after the start (biology brief s.4)")
     lfa1_icam1_weight: float = param(0.5, "", 0.0, 1.0, "Share of adhesion through LFA-1/ICAM-1", "assumption: the three pathways of Klinger 2020")
     vla4_vcam1_weight: float = param(0.3, "", 0.0, 1.0, "Share of adhesion through VLA-4/VCAM-1", "assumption")
@@ -329,15 +380,21 @@ class Interventions:
     dexamethasone_max_inhibition: float = param(0.7, "", 0.0, 1.0, "Largest fall of cytokine release just after a dose (no effect on lysis; proliferation barely affected, not modelled)", "Brandl 2007 (direction); assumption (value)")
     dexamethasone_effect_half_life_h: float = param(36.0, "h", 0.1, 1e4, "Half-life of the anti-inflammatory effect of a dose", "assumption: dexamethasone biological half-life 36-54 h")
     tocilizumab_doses: tuple[Dosing, ...] = collection(tuple, "Tocilizumab doses")
+    dexamethasone_at_crs_grade: int = param(0, "grade", 0, 4, "Give dexamethasone when CRS reaches this grade, and again every dexamethasone_repeat_h while it stays there (0: never)", "BLINCYTO label: dexamethasone for grade 3 CRS and neurological toxicity")
+    dexamethasone_at_icans_grade: int = param(0, "grade", 0, 4, "Give dexamethasone when ICANS reaches this grade, and again every dexamethasone_repeat_h while it stays there (0: never)", "BLINCYTO label")
+    dexamethasone_repeat_h: float = param(8.0, "h", 0.1, 1e4, "Interval between the doses of a dexamethasone treatment", "BLINCYTO label: 8 mg every 8 hours")
     tocilizumab_at_crs_grade: int = param(0, "grade", 0, 4, "Give tocilizumab automatically, once, when CRS reaches this grade and no dose was given before (0: never)", "clinical practice: tocilizumab treats CRS")
     tocilizumab_block: float = param(0.9, "", 0.0, 1.0, "Fraction of IL-6 signalling blocked just after a dose", "assumption")
     tocilizumab_half_life_days: float = param(11.0, "day", 0.1, 1e4, "Half-life of the blockade", "assumption: tocilizumab half-life ~11 days")
+    interrupt_at_icans_grade: int = param(0, "grade", 0, 4, "Interrupt the infusion when ICANS reaches this grade (0: never; the label interrupts at grade 3 neurological toxicity)", "BLINCYTO label")
+    resume_at_icans_grade: int = param(1, "grade", 0, 4, "Restart only once ICANS has fallen to this grade or lower (and CRS to resume_at_crs_grade)", "BLINCYTO label (restart at grade 1 or lower)")
     interrupt_at_crs_grade: int = param(0, "grade", 0, 4, "Interrupt the infusion when CRS reaches this grade (0: never; the label interrupts at grade 3)", "BLINCYTO label")
     resume_at_crs_grade: int = param(1, "grade", 0, 4, "Restart once CRS has fallen to this grade or lower", "BLINCYTO label (restart when resolved)")
     restart_ug_per_day: float = param(9.0, "ug/day", 0.0, 200.0, "Infusion rate on restart, for 7 days, then the schedule resumes", "BLINCYTO label")
     pentosan_polysulfate: float = param(0.0, "", 0.0, 1.0, "Fraction of P-selectin adhesion blocked", "Klinger 2020 (pentosan polysulfate: P-selectin)")
     minocycline: float = param(0.0, "", 0.0, 1.0, "Fraction of LFA-1/ICAM-1 adhesion blocked", "Klinger 2020 (minocycline: LFA-1/ICAM-1)")
     natalizumab: float = param(0.0, "", 0.0, 1.0, "Fraction of VLA-4/VCAM-1 adhesion blocked", "Klinger 2020 (natalizumab: VLA-4/VCAM-1)")
+    anakinra: float = param(0.0, "", 0.0, 1.0, "Fraction of IL-1 receptor signalling blocked (IL-1 receptor antagonist), throughout the run", "Norelli 2018, Giavridis 2018 (IL-1 blockade prevents CRS in mice); assumption for the value")
 
 
 @dataclass(frozen=True)
@@ -353,6 +410,20 @@ class Patient:
     ngs_lod_events: int = param(2, "reads", 1, 10000, "Clonotype-carrying genomes NGS must see to call MRD positive", "assumption (with ngs_cells 2e6 the limit is 1e-6)")
     followup_assessment_days: float = param(30.0, "day", 1.0, 366.0, "Interval of marrow assessments after the last cycle", "assumption: monthly marrow during follow-up")
     transplant_after_cycle: int = param(0, "cycle", 0, 100, "Stop after the assessment of this cycle for an allogeneic transplant (the run ends there, censored); 0: never", "scenario choice (BLINCYTO label: transplant after response)")
+
+
+@dataclass(frozen=True)
+class Icans:
+    """Immune effector cell-associated neurotoxicity (ASTCT, Lee 2019) from CNS cytokines
+    (of the T cells that entered the CNS and of serum let in by the barrier) and the
+    blood-brain barrier's leak."""
+    sensitivity: float = param(1.0, "", 1e-3, 1e3, "Patient factor on the CNS cytokines the encephalopathy rule sees (a cohort covariate)", "assumption")
+    cytokine_ec50_pg_per_ml: float = param(100.0, "pg/mL", 1e-3, 1e6, "CNS IL-6 signalling + IL-1beta signalling + TNF-alpha + IFN-gamma at half-maximal encephalopathy", "assumption: CSF IL-6 of hundreds of pg/mL and more in severe neurotoxicity (Gust 2017)")
+    cytokine_hill: float = param(2.0, "", 0.1, 10.0, "Hill coefficient of the cytokine term", "assumption")
+    seizure_from: float = param(0.85, "", 0.0, 1.0, "Encephalopathy at which a seizure occurs (grade 3)", "assumption")
+    unarousable_from: float = param(0.97, "", 0.0, 1.0, "Encephalopathy at which the patient is unarousable (grade 4)", "assumption")
+    focal_oedema_leak: float = param(0.5, "", 0.0, 1.0, "Blood-brain-barrier leak that gives focal oedema on imaging (grade 3)", "assumption")
+    diffuse_oedema_leak: float = param(0.8, "", 0.0, 1.0, "Blood-brain-barrier leak that gives diffuse oedema (grade 4)", "assumption")
 
 
 @dataclass(frozen=True)
@@ -372,6 +443,7 @@ class Compartment:
     cells_per_ul: KindValues = section(KindValues, "Initial density of each cell kind (cells/uL of the compartment)", each=(0.0, 1e7))
     speed_um_per_min: KindValues = section(KindValues, "Speed of free cells of each kind (um/min)", each=(0.0, 1e4))
     t_subsets: SubsetMix = section(SubsetMix, "Differentiation subsets of the T cells placed here at the start")
+    myeloid_per_ul: float = param(0.0, "cells/uL", 0.0, 1e6, "Monocytes (blood) or macrophages (tissue) simulated as myeloid agents", "blood monocytes 200-800/uL (normal range); marrow monocytes and macrophages a few % of nucleated cells (assumption)")
     nucleated_cells_per_ul: float = param(0.0, "cells/uL", 0.0, 1e7, "All nucleated cells of the compartment, simulated or not (denominator of blast fractions); 0 means only the simulated cells", "marrow: ~1e6/uL for a packed tissue (assumption)")
     b_production: bool = param(False, "", None, None, "Normal B cells are produced here at the rate that balances their lifespan at baseline", "assumption")
     serum_share: float = param(0.0, "", 0.0, 100.0, "How much of this compartment's cytokine release per mL also reaches serum, relative to blood (about its body volume / blood volume); the blood compartment itself always counts fully", "assumption: marrow ~2.5 L vs blood ~5 L gives 0.5; vessel wall 1 (faces the blood); CNS small (blood-brain barrier)")
@@ -385,7 +457,7 @@ class Route:
     source: str = param("", "", None, None, "Compartment the cells leave", "")
     target: str = param("", "", None, None, "Compartment the cells enter (placed uniformly at random)", "")
     rate_per_h: KindValues = section(KindValues, "Per-cell rate of taking this route, by kind (1/h)", each=(0.0, 1e3))
-    mechanism: str = param("constant", "", None, None, "'constant' rate; 'adhesion': rate x adhesion stimulus (0..1); 'detachment': rate x (1 - adhesion stimulus)", "", choices=("constant", "adhesion", "detachment"))
+    mechanism: str = param("constant", "", None, None, "'constant' rate; 'adhesion': rate x adhesion stimulus (0..1); 'detachment': rate x (1 - adhesion stimulus); 'transmigration': rate x (1 + endothelium.transmigration_gain x blood-brain-barrier leak)", "", choices=("constant", "adhesion", "detachment", "transmigration"))
 
 
 @dataclass(frozen=True)
@@ -418,10 +490,12 @@ class Scenario:
     exhaustion: Exhaustion = section(Exhaustion, "Exhaustion, rest and activation-induced death")
     regulation: Regulation = section(Regulation, "Regulatory T cells")
     cytokines: Cytokines = section(Cytokines, "Cytokines")
-    crs: Crs = section(Crs, "CRS grade rule")
+    myeloid: Myeloid = section(Myeloid, "Monocytes and macrophages")
+    crs: Crs = section(Crs, "CRS by the ASTCT grades")
     antigen: Antigen = section(Antigen, "CD19 escape")
     endothelium: Endothelium = section(Endothelium, "Endothelium and adhesion")
     interventions: Interventions = section(Interventions, "Interventions and protocol rules")
+    icans: Icans = section(Icans, "ICANS by the ASTCT grades")
     neurotoxicity: Neurotoxicity = section(Neurotoxicity, "Neurotoxicity indicator")
     patient: Patient = section(Patient, "The patient at full scale and the clinic's assays")
     compartments: dict[str, Compartment] = collection(dict, "Compartments by name (nodes of the compartment graph); 'blood' and 'marrow' feed the clinical read-outs")
@@ -468,13 +542,21 @@ def check_consistency(s: Scenario) -> list[tuple[str, str]]:
                 problems.append((f"compartments.{name}.t_subsets.{kind}_naive", f"the {kind} subset shares add up to {total:g}; they must add up to 1"))
     if s.antigen.cd19_negative_fraction + s.antigen.cd19_low_fraction > 1.0:
         problems.append(("antigen.cd19_low_fraction", "cd19_negative_fraction + cd19_low_fraction exceeds 1"))
-    grades = [s.crs.grade1_il6_pg_per_ml, s.crs.grade2_il6_pg_per_ml, s.crs.grade3_il6_pg_per_ml, s.crs.grade4_il6_pg_per_ml]
-    for g in range(1, 4):
-        if grades[g] <= grades[g - 1]:
-            problems.append((f"crs.grade{g + 1}_il6_pg_per_ml", f"must exceed grade{g}_il6_pg_per_ml ({grades[g - 1]} pg/mL); thresholds rise with the grade"))
+    c = s.crs
+    if not c.vasopressors_below_mmhg < c.vasopressor_below_mmhg < c.hypotension_below_mmhg:
+        problems.append(("crs.vasopressor_below_mmhg", f"the pressures must fall with the need: vasopressors_below ({c.vasopressors_below_mmhg:g}) < vasopressor_below ({c.vasopressor_below_mmhg:g}) < hypotension_below ({c.hypotension_below_mmhg:g}) mmHg"))
+    if not c.hypoxia_from_l_per_min <= c.high_flow_above_l_per_min < c.positive_pressure_from_l_per_min:
+        problems.append(("crs.high_flow_above_l_per_min", f"the oxygen flows must rise with the need: hypoxia_from ({c.hypoxia_from_l_per_min:g}) <= high_flow_above ({c.high_flow_above_l_per_min:g}) < positive_pressure_from ({c.positive_pressure_from_l_per_min:g}) L/min"))
     i = s.interventions
     if i.interrupt_at_crs_grade and i.resume_at_crs_grade >= i.interrupt_at_crs_grade:
         problems.append(("interventions.resume_at_crs_grade", f"must be below interrupt_at_crs_grade ({i.interrupt_at_crs_grade})"))
+    if i.interrupt_at_icans_grade and i.resume_at_icans_grade >= i.interrupt_at_icans_grade:
+        problems.append(("interventions.resume_at_icans_grade", f"must be below interrupt_at_icans_grade ({i.interrupt_at_icans_grade})"))
+    n = s.icans
+    if not n.seizure_from < n.unarousable_from:
+        problems.append(("icans.seizure_from", f"must be below unarousable_from ({n.unarousable_from:g}): encephalopathy rises through seizure to coma"))
+    if not n.focal_oedema_leak < n.diffuse_oedema_leak:
+        problems.append(("icans.focal_oedema_leak", f"must be below diffuse_oedema_leak ({n.diffuse_oedema_leak:g})"))
     for i, route in enumerate(s.routes):
         for end in ("source", "target"):
             name = getattr(route, end)

@@ -259,6 +259,7 @@ def test_bad_fields_are_refused_with_file_line_and_field(extra, where):
     ("{distribution: uniform, low: 5, high: 6, sd: 2}", r"\.sd: not a parameter of a uniform distribution"),
     ("{distribution: normal, mean: 0, sd: 1, low: 50, high: 60}", r"low/high keep only .* of the distribution"),
     ("{distribution: lognormal, median: abc, sigma_log: 1}", r"\.median: expected a finite number, got text 'abc'"),
+    ("{distribution: lognormal, median: 1, sigma_log: 9.2e18}", r"\.sigma_log: must be at most 10 .*, got 9\.2e\+18"),
     ("[1, 2]", r"covariates\.marrow_blast_percent: expected a finite number, got a list"),
     ("1\n  height: 3", r"c\.yaml:6: covariates\.height: unknown covariate; known: marrow_blast_percent"),
     ("{distribution: beta, a: 1, b: 2, zero_probability: 1}", r"\.zero_probability: must be at least 0 and below 1, got 1"),

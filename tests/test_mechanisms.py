@@ -455,14 +455,16 @@ def test_tiny_model_starts_with_the_new_state_at_rest():
     assert m.adhesion_stimulus == 0.0
     assert m.protocol.crs_grade == 0 and m.protocol.dex_given_h == [] and m.protocol.interrupted_at_h is None
     names = [p.name for p in m.processes]
-    assert names == ["pharmacokinetics", "binding", "motility", "synapse", "lysis", "protocol",
-                     "cytokines", "regulation", "endothelium", "antigen", "t_cell_dynamics",
+    assert names == ["pharmacokinetics", "binding", "motility", "synapse", "lysis", "crs", "icans", "protocol",
+                     "cytokines", "myeloid", "regulation", "endothelium", "antigen", "t_cell_dynamics",
                      "blast_growth", "b_cell_turnover"]   # no routes: no migration
     assert all(p.every_steps == (1 if i < 5 else 10) for i, p in enumerate(m.processes))
     # without drug an hour changes none of it (no synapse, no activity, no cytokine)
     run(m, 60)
     assert not m.cytokines_pg_per_ml.any() and m.suppression.tolist() == [0.0]
     assert m.endothelial_activation == pytest.approx(0.1, abs=1e-15) and m.adhesion_stimulus == 0.0
+    assert m.crs.grade == 0 and m.crs.temperature_c == 37.0 and m.icans.grade == 0
+    assert m.capillary_leak == 0.0 and m.bbb_leak == 0.0
     assert m.drain_events() == {}
 
 

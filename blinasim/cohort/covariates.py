@@ -17,6 +17,9 @@ import numpy as np
 
 from blinasim.schema import MARROW_ROLES, T_KINDS, T_SUBSETS, Scenario, param
 
+MAX_LOG = 700.0
+"""Largest log of a log-normal draw (exp(709) overflows a double); the covariate's own
+range clamps far below it."""
 DRAWS_PER_BLOCK = 64
 MAX_BLOCKS = 1000
 """A truncated beta distribution gets up to 64,000 draws to land in [low, high]."""
@@ -58,6 +61,12 @@ COVARIATES = (
     Covariate("height_cm", "cm", 30.0, 250.0,
               "Height: with weight gives the body surface area (Mosteller), which scales "
               "clearance and the per-m2 dose"),
+    Covariate("crs_sensitivity", "", 1e-3, 1e3,
+              "Factor on every cytokine concentration the fever, vasodilation and leak rules "
+              "see (crs.sensitivity; 1 is the median patient)"),
+    Covariate("myeloid_responsiveness", "", 1e-3, 1e3,
+              "Factor on every cytokine concentration the patient's monocytes and macrophages "
+              "sense (myeloid.responsiveness; 1 is the median patient)"),
 )
 COVARIATE_BY_NAME = {c.name: c for c in COVARIATES}
 
@@ -108,7 +117,7 @@ class Distribution:
             low, high = self._bounds_cdf(normal)
             u = float(rng.uniform(low, high))
             value = normal.inv_cdf(min(max(u, 1e-300), 1.0 - 1e-16))
-            value = math.exp(value) if self.kind == "lognormal" else value
+            value = math.exp(min(value, MAX_LOG)) if self.kind == "lognormal" else value
             return min(max(value, self.low), self.high)
         for _ in range(MAX_BLOCKS):
             draws = rng.beta(p["a"], p["b"], DRAWS_PER_BLOCK)
@@ -244,7 +253,9 @@ def cell_overrides(base: Scenario, values: Mapping[str, float]) -> list[str]:
               "cd19_negative_fraction": "antigen.cd19_negative_fraction",
               "cd19_blast_copies": "receptors.cd19_blast_median",
               "cd3_t_copies": "receptors.cd3_t_mean",
-              "pdl1_blast_level": "exhaustion.pdl1_blast_level"}
+              "pdl1_blast_level": "exhaustion.pdl1_blast_level",
+              "crs_sensitivity": "crs.sensitivity",
+              "myeloid_responsiveness": "myeloid.responsiveness"}
     overrides += [f"{path}={values[name]!r}" for name, path in fields.items() if name in values]
     return overrides
 

@@ -33,6 +33,9 @@ low/high; every kind takes zero_probability (the chance that a patient's value i
 
 MIN_MASS_WITHIN = 1e-6
 """Truncation bounds must keep at least this share of a normal or log-normal distribution."""
+MAX_SIGMA_LOG = 10.0
+"""Largest spread of a log-normal covariate (a factor e^10 ~ 22,000 per sd is no longer a
+distribution anyone means)."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,9 @@ def _check_parameters(kind: str, values: dict[str, float], nodes: dict, path: st
     for key in positive:
         if values[key] <= 0:
             raise error_at(nodes[key], f"{path}.{key}", f"must be more than 0, got {values[key]:g}")
+    if kind == "lognormal" and values["sigma_log"] > MAX_SIGMA_LOG:
+        raise error_at(nodes["sigma_log"], f"{path}.sigma_log",
+                       f"must be at most {MAX_SIGMA_LOG:g} (a factor e^{MAX_SIGMA_LOG:g} per sd), got {values['sigma_log']:g}")
     if "low" in values and "high" in values and values["low"] >= values["high"]:
         raise error_at(nodes["high"], f"{path}.high", f"must be more than low ({values['low']:g})")
     if not 0.0 <= values.get("zero_probability", 0.0) < 1.0:

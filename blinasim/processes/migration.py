@@ -2,7 +2,9 @@
 
 Each route (edge) moves each free cell of a kind from its source with probability
 1 - exp(-rate * m * interval), where m = 1 for 'constant' routes, the adhesion stimulus A
-for 'adhesion' routes and 1 - A for 'detachment' routes (processes/endothelium.py); a
+for 'adhesion' routes, 1 - A for 'detachment' routes (processes/endothelium.py) and
+1 + g L_BBB for 'transmigration' routes (g = endothelium.transmigration_gain, L_BBB the
+blood-brain barrier's leak); a
 migrating cell appears at a uniformly random position of the target compartment. Routes
 are taken in scenario order; a cell moves at most once per interval. Regulatory T cells
 follow the CD4 rates. Into a compartment with role 'lymphoid' a T cell's rate is multiplied
@@ -40,9 +42,12 @@ class Migration:
         self.homing = subset_traits(model.scenario, "lymphoid_homing")
         self.retention = model.scenario.markers.cd69_lymphoid_retention
 
-    @staticmethod
-    def modulation(mechanism: str, adhesion: float) -> float:
-        return {"constant": 1.0, "adhesion": adhesion, "detachment": 1.0 - adhesion}[mechanism]
+        self.transmigration_gain = model.scenario.endothelium.transmigration_gain
+
+    def modulation(self, mechanism: str, model) -> float:
+        adhesion = model.adhesion_stimulus
+        return {"constant": 1.0, "adhesion": adhesion, "detachment": 1.0 - adhesion,
+                "transmigration": 1.0 + self.transmigration_gain * model.bbb_leak}[mechanism]
 
     def step(self, model) -> None:
         pop, geo, step = model.pop, model.geometry, model.steps
@@ -52,7 +57,7 @@ class Migration:
             rows = free[start[source]:start[source + 1]]
             if len(rows) == 0:
                 continue
-            rate_of_kind = rate_by_kind * self.modulation(mechanism, model.adhesion_stimulus)
+            rate_of_kind = rate_by_kind * self.modulation(mechanism, model)
             chance_of_row = None
             if self.lymphoid is not None and self.lymphoid in (source, target):
                 rate = rate_of_kind[pop.kind[rows]] * self.t_cell_factor(model, rows, into=target == self.lymphoid)

@@ -1,14 +1,17 @@
-"""Clinical interventions and protocol rules: CRS grade, dexamethasone, tocilizumab,
-interruption and restart of the infusion.
+"""Clinical interventions and protocol rules: dexamethasone, tocilizumab, interruption and
+restart of the infusion, acting on the ASTCT CRS and ICANS grades (`crs.CrsSigns` and
+`icans.IcansSigns`, stepped just before).
 
-- CRS grade: the number of thresholds (grade1..grade4) that serum IL-6 signalling,
-  IL-6 x (1 - tocilizumab blockade), has reached.
 - Dexamethasone inhibits cytokine release by I(t) = I_max 0.5^((t - t_dose)/t_half) after
   its latest dose (premedication: at the start, at every step-up, and on restart after an
   interruption of 4 h or more).
+- Dexamethasone is also given when CRS or ICANS reaches `dexamethasone_at_crs_grade` or
+  `dexamethasone_at_icans_grade`, and again every `dexamethasone_repeat_h` while it stays
+  there.
 - Tocilizumab blocks IL-6 signalling by B(t) = B_max 0.5^((t - t_dose)/t_half).
-- The infusion is interrupted when the grade reaches `interrupt_at_crs_grade`, and restarted
-  at `restart_ug_per_day` for 7 days once it has fallen to `resume_at_crs_grade`.
+- The infusion is interrupted when CRS reaches `interrupt_at_crs_grade` or ICANS
+  `interrupt_at_icans_grade`, and restarted at `restart_ug_per_day` for 7 days once CRS has
+  fallen to `resume_at_crs_grade` and ICANS to `resume_at_icans_grade`.
 """
 from __future__ import annotations
 
@@ -29,8 +32,6 @@ class Protocol:
         s = model.scenario
         self.every_steps = every_steps
         self.i = s.interventions
-        self.thresholds = np.array([s.crs.grade1_il6_pg_per_ml, s.crs.grade2_il6_pg_per_ml,
-                                    s.crs.grade3_il6_pg_per_ml, s.crs.grade4_il6_pg_per_ml])
         self.serum = model.geometry.role_code("blood")
         planned = [d.time_h for d in self.i.dexamethasone_doses]
         if self.i.dexamethasone_premedication:
@@ -78,22 +79,35 @@ class Protocol:
     def step(self, model) -> None:
         time_h = model.time_min / 60.0
         self.administer_due_doses(time_h)
-        self.crs_grade = int(np.searchsorted(self.thresholds, self.il6_signal(model), side="right"))
+        self.crs_grade = model.crs.grade
+        icans = model.icans.grade
         i = self.i
+        if self.dexamethasone_due(time_h, icans):
+            self._give(self.dex_given_h, "dexamethasone", time_h)
         if i.tocilizumab_at_crs_grade and self.crs_grade >= i.tocilizumab_at_crs_grade and not self.toci_given_h:
             self._give(self.toci_given_h, "tocilizumab", time_h)
         pk = model.pk
         if self.interrupted_at_h is None:
-            if i.interrupt_at_crs_grade and self.crs_grade >= i.interrupt_at_crs_grade and pk.scheduled_rate(model.time_min) > 0:
+            too_high = ((i.interrupt_at_crs_grade and self.crs_grade >= i.interrupt_at_crs_grade)
+                        or (i.interrupt_at_icans_grade and icans >= i.interrupt_at_icans_grade))
+            if too_high and pk.scheduled_rate(model.time_min) > 0:
                 pk.interrupt()
                 self.interrupted_at_h = time_h
                 self.events.append((time_h, ACTIONS.index("interrupt"), 0.0))
-        elif self.crs_grade <= i.resume_at_crs_grade:
+        elif self.crs_grade <= i.resume_at_crs_grade and icans <= i.resume_at_icans_grade:
             pk.restart(model.time_min, i.restart_ug_per_day / 24.0, RESTART_DAYS * 1440.0)
             self.events.append((time_h, ACTIONS.index("restart"), i.restart_ug_per_day))
             if i.dexamethasone_premedication and time_h - self.interrupted_at_h >= LONG_INTERRUPTION_H:
                 self._give(self.dex_given_h, "dexamethasone", time_h)
             self.interrupted_at_h = None
+
+    def dexamethasone_due(self, time_h: float, icans: int) -> bool:
+        """A treatment dose: CRS or ICANS at its dexamethasone grade, and no dose for
+        `dexamethasone_repeat_h`."""
+        i = self.i
+        severe = ((i.dexamethasone_at_crs_grade and self.crs_grade >= i.dexamethasone_at_crs_grade)
+                  or (i.dexamethasone_at_icans_grade and icans >= i.dexamethasone_at_icans_grade))
+        return bool(severe) and (not self.dex_given_h or time_h - self.dex_given_h[-1] >= i.dexamethasone_repeat_h)
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:

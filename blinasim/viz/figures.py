@@ -179,8 +179,8 @@ def draw_panel(ax: Axes, panel: Panel, runs: list[Run], hours: float) -> None:
     if panel.log:
         ax.set_yscale("log")
         ax.set_ylim(panel.floor, max(ax.get_ylim()[1], 10 * panel.floor))
-    else:  # every read-out is a count, a level or a share: from zero
-        ax.set_ylim(bottom=0.0)
+    else:  # a count, a level or a share from zero; a temperature from its floor
+        ax.set_ylim(bottom=panel.floor)
     on_right = blended_transform_factory(ax.transAxes, ax.transData)
     for value, label in panel.thresholds:
         ax.axhline(value, color="0.4", ls=":", lw=1)

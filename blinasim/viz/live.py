@@ -93,7 +93,7 @@ class LiveView:
             ax.set_yscale("log")
         if panel.schedule and self.model.pk.model == "infusion":
             shade_schedule(ax, self.model.pk.periods, self.hours, self.duration_h / self.hours, "C1")
-        ax.set_ylim(*((panel.floor, 10 * panel.floor) if panel.log else (0.0, 1.0)))
+        ax.set_ylim(*((panel.floor, 10 * panel.floor) if panel.log else (panel.floor, panel.floor + 1.0)))
         ax.set_xlim(0.0, self.xmax)
         ax.set_ylabel(panel.ylabel, fontsize=7.5)
         lines = []
@@ -175,7 +175,8 @@ class LiveView:
             top = max(np.nanmax(line.get_ydata(), initial=0.0) for line in lines)
             if top > ax.get_ylim()[1]:
                 changed = True
-                ax.set_ylim(top=10 ** math.ceil(math.log10(top * 1.01)) if panel.log else 1.5 * top)
+                ax.set_ylim(top=10 ** math.ceil(math.log10(top * 1.01)) if panel.log
+                            else panel.floor + 1.5 * (top - panel.floor))
         if changed:
             for ax, _, _ in self.panel_axes:
                 ax.set_xlim(0.0, self.xmax)

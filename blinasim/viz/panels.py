@@ -42,7 +42,7 @@ class Panel:
     ylabel: str
     series: tuple[Series, ...]
     log: bool = False
-    floor: float = 0.0                  # bottom of a log axis; lower values are drawn on it
+    floor: float = 0.0                  # bottom of the axis (log: lower values are drawn on it)
     thresholds: tuple[tuple[float, str], ...] = ()
     schedule: bool = False              # shade the infusion periods
 
@@ -50,7 +50,8 @@ class Panel:
         return tuple(s for s in self.series if s.present(names))
 
 
-CYTOKINES = (("IL-2", "il2"), ("IL-6", "il6"), ("IL-10", "il10"), ("IFN-gamma", "ifng"), ("TNF-alpha", "tnfa"))
+CYTOKINES = (("IL-2", "il2"), ("IL-6", "il6"), ("IL-10", "il10"), ("IFN-gamma", "ifng"), ("TNF-alpha", "tnfa"),
+             ("IL-1beta", "il1b"))
 
 PANELS: dict[str, Panel] = {p.key: p for p in (
     Panel("pk", "Blinatumomab in plasma", "concentration (pg/mL)",
@@ -72,7 +73,16 @@ PANELS: dict[str, Panel] = {p.key: p for p in (
     Panel("cytokines", "Cytokines in plasma", "concentration (pg/mL)",
           tuple(Series(name, f"{code}_pg_per_ml", color=f"C{i}") for i, (name, code) in enumerate(CYTOKINES)),
           log=True, floor=0.1),
-    Panel("toxicity", "CRS and neurotoxicity", "CRS grade (0-4) / neurotoxicity index",
+    Panel("fever", "Body temperature", "temperature (degC)",
+          (Series("temperature", "body_temperature_c", color="C3"),), floor=36.0,
+          thresholds=((38.0, "fever (ASTCT)"),)),
+    Panel("circulation", "Blood pressure and oxygen need", "MAP (mmHg) / oxygen (L/min)",
+          (Series("mean arterial pressure", "mean_arterial_pressure_mmhg", color="C0"),
+           Series("oxygen need", "oxygen_l_per_min", color="C2")), thresholds=((65.0, "hypotension"),)),
+    Panel("myeloid", "Monocytes and macrophages", "mean activation",
+          (Series("blood monocytes", "monocyte_activation", color="C1"),
+           Series("marrow and lymphoid macrophages", "macrophage_activation", color="C5"))),
+    Panel("toxicity", "CRS and neurotoxicity", "CRS grade (0-4, ASTCT) / neurotoxicity index",
           (Series("CRS grade", "crs_grade", color="C3", steps=True),
            Series("neurotoxicity index", "neurotox_index", color="C4"))),
     Panel("kills", "Cumulative kills", "targets killed (cells)",
@@ -89,10 +99,11 @@ PANELS: dict[str, Panel] = {p.key: p for p in (
           (Series("Tregs", "treg_fraction_of_cd4", scale=100.0, color="C2"),)),
 )}
 
-FIGURE_PANELS = ("pk", "blood", "marrow", "burden", "cd19neg", "cytokines", "toxicity", "kills")
+FIGURE_PANELS = ("pk", "blood", "marrow", "burden", "cd19neg", "cytokines", "myeloid", "fever", "circulation",
+                 "toxicity", "kills")
 """Panels of `blinasim plot` unless --vars chooses others."""
 
-LIVE_PANELS = ("pk", "blood", "blasts", "tcells", "cytokines")
+LIVE_PANELS = ("pk", "blood", "blasts", "tcells", "cytokines", "fever")
 """Panels of the live view and the classroom page (those the run records)."""
 
 
