@@ -106,7 +106,7 @@ def clinical_lines(series: Mapping[str, np.ndarray], interventions: Mapping[str,
     run = _Run(series, t, rules, interventions, kills_by_kind)
     out = []
     for make in (run.marrow, run.relapse, run.blasts, run.b_cells, run.t_cells, run.drug, run.crs,
-                 run.given, run.neurotoxicity, run.kills):
+                 run.given, run.icans, run.neurotoxicity, run.kills):
         line = make()
         if line:
             label, text = line
@@ -286,6 +286,9 @@ class _Run:
             text = f"peak grade {peak:.0f} {_after(at)}"
             if self.has("il6_pg_per_ml"):
                 text += f" (IL-6 peak {_conc(np.nanmax(self.values('il6_pg_per_ml')))})"
+            if self.has("body_temperature_c") and self.has("mean_arterial_pressure_mmhg"):
+                text += (f", up to {np.nanmax(self.values('body_temperature_c')):.1f} degC, MAP down to "
+                         f"{np.nanmin(self.values('mean_arterial_pressure_mmhg')):.0f} mmHg")
         stops = self.intervention_times("interrupt")
         if stops is not None:
             text += f"; infusion interruptions: {self.interruptions(stops)}"
@@ -323,6 +326,20 @@ class _Run:
         given = [f"{name}: {_doses(times)}" for name in ("dexamethasone", "tocilizumab")
                  if (times := self.intervention_times(name)) is not None]
         return ("given", "; ".join(given)) if given else None
+
+    def icans(self):
+        if not self.has("icans_grade"):
+            return None
+        peak = self.endpoint("max_icans_grade")
+        if not math.isfinite(peak):
+            return None
+        if peak <= 0:
+            return ("ICANS", "none (grade 0 throughout)")
+        at = self.first_time("icans_grade", lambda g: g >= peak)
+        text = f"peak grade {peak:.0f} {_after(at)}"
+        if self.has("ice_score"):
+            text += f" (lowest ICE score {np.nanmin(self.values('ice_score')):.0f} of 10)"
+        return ("ICANS", text)
 
     def neurotoxicity(self):
         if not self.has("neurotox_index"):

@@ -41,7 +41,8 @@ def series(days, blast, **others):
     n = len(days)
     base = {"time_h": np.array(days, dtype=float) * 24.0, "marrow_blast_fraction": np.array(blast, dtype=float),
             "blasts": np.full(n, 100.0), "blasts_cd19neg": np.zeros(n), "blood_b_per_ul": np.full(n, 500.0),
-            "blood_t_per_ul": np.full(n, 1000.0), "crs_grade": np.zeros(n), "neurotox_index": np.zeros(n)}
+            "blood_t_per_ul": np.full(n, 1000.0), "crs_grade": np.zeros(n), "icans_grade": np.zeros(n),
+            "neurotox_index": np.zeros(n)}
     base.update({k: np.array(v, dtype=float) for k, v in others.items()})
     return base
 
@@ -87,15 +88,19 @@ def test_cd19_positive_relapse_is_not_cd19_negative():
 
 def test_toxicity_b_depletion_and_t_expansion():
     s = series([0, 0.1, 0.2, 1, 7, 14, 28, 41], [0.5] * 8,
-               crs_grade=[0, 1, 2, 3, 1, 0, 0, 0], neurotox_index=[0, 0.2, 0.6, 0.4, 0.1, 0, 0, 0],
+               crs_grade=[0, 1, 2, 3, 1, 0, 0, 0], icans_grade=[0, 0, 0, 1, 3, 0, 0, 0],
+               neurotox_index=[0, 0.2, 0.6, 0.4, 0.1, 0, 0, 0],
                blood_b_per_ul=[500, 50, 0.9, 0.1, 0, 0, 0, 0],
                blood_t_per_ul=[1000, 200, 100, 300, 900, 2500, 1800, 1000])
     e = evaluate(s, RULES)
     assert e["max_crs_grade"] == 3.0 and e["max_neurotox_index"] == 0.6 and e["neurotox_event"] == 1.0
+    assert e["crs_onset_day"] == pytest.approx(0.1) and e["crs_days"] == pytest.approx(14.0 - 0.1)
+    assert e["max_icans_grade"] == 3.0 and e["icans_onset_day"] == 1.0 and e["icans_days"] == pytest.approx(13.0)
     assert e["b_depletion_day"] == pytest.approx(0.2)
     assert e["t_expansion_fold"] == 2.5 and e["t_expansion_day"] == 14.0
     never = evaluate(series([0, 28, 41], [0.5] * 3), RULES)
     assert math.isnan(never["b_depletion_day"]) and never["max_crs_grade"] == 0.0
+    assert math.isnan(never["crs_onset_day"]) and never["crs_days"] == 0.0 and never["max_icans_grade"] == 0.0
 
 
 def test_wilson_interval_matches_published_values():
@@ -114,12 +119,13 @@ def test_wilson_interval_holds_the_estimate(events, n):
 
 
 def test_summary_counts_rates_and_quartiles():
-    endpoints = [evaluate(series([0, 28, 41], [0.5, b, b], crs_grade=[0, g, 0]), RULES)
+    endpoints = [evaluate(series([0, 28, 41], [0.5, b, b], crs_grade=[0, g, 0], icans_grade=[0, g, 0]), RULES)
                  for b, g in ((0.01, 1), (0.5, 3), (0.00001, 0), (0.02, 2))]
     rates, spreads = summarise(endpoints)
     by = {r.name: r for r in rates}
     assert (by["cr"].events, by["cr"].n, by["cr"].rate) == (3, 4, 0.75)
     assert by["mrd_response"].events == 1 and by["crs_grade3plus"].events == 1 and by["crs_any"].events == 3
+    assert by["icans_any"].events == 3 and by["icans_grade3plus"].events == 1
     spread = {s.name: s for s in spreads}["marrow_blast_fraction_assessed"]
     assert spread.median == pytest.approx(np.median([0.01, 0.5, 0.00001, 0.02]))
 

@@ -15,7 +15,7 @@ import numpy as np
 from blinasim.schema import param
 
 SERIES_NEEDED = ("marrow_blast_fraction", "blasts", "blasts_cd19neg", "blood_b_per_ul",
-                 "blood_t_per_ul", "crs_grade", "neurotox_index")
+                 "blood_t_per_ul", "crs_grade", "icans_grade", "neurotox_index")
 """Observables the endpoint rules read."""
 
 
@@ -47,7 +47,12 @@ ENDPOINTS = (
     Endpoint("relapse_day", "day", "day the relapse was first seen (NaN without relapse)"),
     Endpoint("cd19neg_relapse", "0/1", "a relapse in which >= cd19neg_share of the blasts are CD19-negative"),
     Endpoint("cd19neg_share_end", "1", "CD19-negative share of the blasts at the end (NaN without blasts)"),
-    Endpoint("max_crs_grade", "grade", "highest CRS grade (0-4)"),
+    Endpoint("max_crs_grade", "grade", "highest CRS grade (0-4, ASTCT)"),
+    Endpoint("crs_onset_day", "day", "first time CRS grade >= 1, in days from the start (NaN if never)"),
+    Endpoint("crs_days", "day", "time with CRS grade >= 1 on the series grid (each point counts until the next)"),
+    Endpoint("max_icans_grade", "grade", "highest ICANS grade (0-4, ASTCT)"),
+    Endpoint("icans_onset_day", "day", "first time ICANS grade >= 1, in days from the start (NaN if never)"),
+    Endpoint("icans_days", "day", "time with ICANS grade >= 1 on the series grid"),
     Endpoint("max_neurotox_index", "1", "highest neurotoxicity index (0-1)"),
     Endpoint("neurotox_event", "0/1", "neurotoxicity index reached neurotox_event_index"),
     Endpoint("b_depletion_day", "day", "first time blood B cells < b_depleted_per_ul, in days from the start (NaN if never)"),
@@ -68,6 +73,8 @@ RATES = (
     ("cd19neg_relapse", "CD19-negative relapse", lambda e: e["cd19neg_relapse"]),
     ("crs_any", "CRS of any grade", lambda e: float(e["max_crs_grade"] >= 1)),
     ("crs_grade3plus", "CRS of grade 3 or higher", lambda e: float(e["max_crs_grade"] >= 3)),
+    ("icans_any", "ICANS of any grade", lambda e: float(e["max_icans_grade"] >= 1)),
+    ("icans_grade3plus", "ICANS of grade 3 or higher", lambda e: float(e["max_icans_grade"] >= 3)),
     ("neurotox_event", "neurotoxicity event (index threshold)", lambda e: e["neurotox_event"]),
     ("cr_2_cycles", "CR within two cycles (assessments)", lambda e: e["cr_2_cycles"]),
     ("mrd_negative_cycle1", "flow MRD negative after cycle 1", lambda e: e["mrd_negative_cycle1"]),
@@ -76,7 +83,8 @@ RATES = (
 )
 """Cohort rates: (name, meaning, patient endpoints -> 0/1)."""
 
-DISTRIBUTIONS = ("marrow_blast_fraction_assessed", "max_crs_grade", "max_neurotox_index",
+DISTRIBUTIONS = ("marrow_blast_fraction_assessed", "max_crs_grade", "crs_onset_day", "crs_days",
+                 "max_icans_grade", "icans_onset_day", "max_neurotox_index",
                  "b_depletion_day", "t_expansion_fold")
 """Endpoints summarised by median and quartiles."""
 
@@ -90,6 +98,12 @@ def _value_at(time_h: np.ndarray, values: np.ndarray, at_h: float) -> float:
 def _first_time(time_h: np.ndarray, condition: np.ndarray) -> float:
     hits = np.flatnonzero(condition)
     return float(time_h[hits[0]]) if hits.size else math.nan
+
+
+def _days_with(time_h: np.ndarray, condition: np.ndarray) -> float:
+    """Days during which the condition holds, each grid point counting until the next."""
+    held = np.diff(time_h, append=time_h[-1])
+    return float(held[condition].sum()) / 24.0
 
 
 def _share(numerator: float, denominator: float) -> float:
@@ -153,6 +167,8 @@ def evaluate(series: Mapping[str, np.ndarray], rules: EndpointRules,
     window = t >= rules.t_expansion_from_day * 24.0 - 1e-9
     peak = int(np.argmax(t_cells[window])) if window.any() else -1
     neurotox = float(np.max(series["neurotox_index"]))
+    crs = np.asarray(series["crs_grade"], dtype=float)
+    icans = np.asarray(series["icans_grade"], dtype=float)
     return course_endpoints(assessments, float(t[-1]), rules) | {
         "cr": float(cr),
         "mrd_response": float(assessed < rules.mrd_blast_fraction),
@@ -161,7 +177,12 @@ def evaluate(series: Mapping[str, np.ndarray], rules: EndpointRules,
         "relapse_day": relapse_h / 24.0,
         "cd19neg_relapse": float(relapse_cd19neg_share >= rules.cd19neg_share),
         "cd19neg_share_end": _share(cd19neg[-1], blasts[-1]),
-        "max_crs_grade": float(np.max(series["crs_grade"])),
+        "max_crs_grade": float(np.max(crs)),
+        "crs_onset_day": _first_time(t, crs >= 1) / 24.0,
+        "crs_days": _days_with(t, crs >= 1),
+        "max_icans_grade": float(np.max(icans)),
+        "icans_onset_day": _first_time(t, icans >= 1) / 24.0,
+        "icans_days": _days_with(t, icans >= 1),
         "max_neurotox_index": neurotox,
         "neurotox_event": float(neurotox >= rules.neurotox_event_index),
         "b_depletion_day": _first_time(t, b < rules.b_depleted_per_ul) / 24.0,

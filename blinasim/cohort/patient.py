@@ -20,7 +20,8 @@ from blinasim.scenario import load_scenario_text
 from blinasim.schema import CELL_KINDS
 
 SERIES = ("drug_pg_per_ml", "blood_b_per_ul", "blood_t_per_ul", "marrow_blast_fraction", "blasts",
-          "blasts_cd19neg", "kills_cumulative", "il6_pg_per_ml", "crs_grade", "neurotox_index")
+          "blasts_cd19neg", "kills_cumulative", "il6_pg_per_ml", "body_temperature_c", "crs_grade", "icans_grade",
+          "neurotox_index")
 """Observables kept in the cohort file for every patient, on the cohort's series grid."""
 
 
