@@ -1,5 +1,6 @@
-"""The T-cell validation experiments: seeded runs of bundled scenarios whose emergent
-behaviour the validation tests check and docs/model.md shows as figures.
+"""The validation experiments (T cells, and CRS and neurotoxicity): seeded runs of bundled
+scenarios whose emergent behaviour the validation tests check and docs/model.md shows as
+figures.
 
 Each experiment is a list of arms (label, scenario, overrides, days); `run_arm` steps the
 model in memory (no run file) and returns the read-outs every `every_h` hours. The tests
@@ -18,7 +19,9 @@ from blinasim.scenario import load_scenario
 
 READOUTS = ("blasts", "marrow_blast_fraction", "blood_t_per_ul", "blood_b_per_ul", "t_cells",
             "t_armed_fraction", "t_exhaustion_mean", "t_dividing", "kills_cumulative",
-            "count_lymph_node_cd8", "count_lymph_node_cd4", "drug_pg_per_ml")
+            "count_lymph_node_cd8", "count_lymph_node_cd4", "drug_pg_per_ml",
+            "il6_pg_per_ml", "il10_pg_per_ml", "macrophage_activation", "body_temperature_c",
+            "mean_arterial_pressure_mmhg", "crs_grade", "icans_grade")
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,15 @@ EXPERIMENTS: dict[str, list[Arm]] = {
     # first 15 days: the first infusion week and the drug-free week)
     "interval": [Arm("28 ug/day, days 1-7 and 15-21", "treatment_free_interval", (), 15.0),
                  Arm("14 ug/day, days 1-28", "continuous_exposure", (), 15.0)],
+    # CRS from the myeloid loop: burden, the step-up, and a patient whose myeloid cells
+    # respond twice as strongly (issue #13)
+    "toxicity": [Arm("standard_cycle (25% blasts)", "standard_cycle", (), 6.0),
+                 Arm("high_burden (60%), step-up", "high_burden", (), 6.0),
+                 Arm("high_burden_flat (60%), 28 ug/day from day 1", "high_burden_flat", (), 6.0),
+                 Arm("high_burden, myeloid responsiveness 2", "high_burden", ("myeloid.responsiveness=2",), 6.0)],
 }
+FIGURE_NAMES = {name: f"t_cells_{name}" for name in EXPERIMENTS} | {"toxicity": "toxicity"}
+"""File name (without .png) of each experiment's figure."""
 
 
 def run_arm(arm: Arm, every_h: float = 6.0, seed: int | None = None) -> dict[str, np.ndarray]:
@@ -102,6 +113,11 @@ def figure(name: str, runs: dict[str, dict[str, np.ndarray]], path: str) -> None
                        ("drug (pg/mL)", lambda r: r["drug_pg_per_ml"])],
         "marrow": [("marrow blast fraction", lambda r: r["marrow_blast_fraction"]),
                    ("mean exhaustion of T cells", lambda r: r["t_exhaustion_mean"])],
+        "toxicity": [("serum IL-6 (pg/mL)", lambda r: r["il6_pg_per_ml"]),
+                     ("marrow and lymphoid macrophage activation", lambda r: r["macrophage_activation"]),
+                     ("body temperature (degC)", lambda r: r["body_temperature_c"]),
+                     ("CRS grade (ASTCT)", lambda r: r["crs_grade"]),
+                     ("ICANS grade (ASTCT)", lambda r: r["icans_grade"])],
         "interval": [("marrow blast fraction", lambda r: r["marrow_blast_fraction"]),
                      ("mean exhaustion of T cells", lambda r: r["t_exhaustion_mean"]),
                      ("drug (pg/mL)", lambda r: r["drug_pg_per_ml"])],
@@ -115,6 +131,8 @@ def figure(name: str, runs: dict[str, dict[str, np.ndarray]], path: str) -> None
         ax.set_xlabel("hours" if name == "dish" else "days")
         if name == "marrow" and "fraction" in title:  # clearance spans decades
             ax.set_yscale("symlog", linthresh=1e-4)
+        if name == "toxicity" and ("IL-6" in title or "activation" in title):
+            ax.set_yscale("log")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -123,14 +141,15 @@ def figure(name: str, runs: dict[str, dict[str, np.ndarray]], path: str) -> None
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m blinasim.experiments",
-                                     description="Run the T-cell validation experiments and save their figures.")
+                                     description="Run the validation experiments and save their figures.")
     parser.add_argument("--out", default="docs/images", help="folder for the PNG figures")
     parser.add_argument("names", nargs="*", default=list(EXPERIMENTS), help="experiments to run (default: all)")
     args = parser.parse_args(argv)
     for name in args.names:
-        runs = run_experiment(name, every_h=1.0 if name == "dish" else 6.0)
-        figure(name, runs, f"{args.out}/t_cells_{name}.png")
-        print(f"{args.out}/t_cells_{name}.png", flush=True)
+        runs = run_experiment(name, every_h=1.0 if name in ("dish", "toxicity") else 6.0)
+        path = f"{args.out}/{FIGURE_NAMES[name]}.png"
+        figure(name, runs, path)
+        print(path, flush=True)
     return 0
 
 
