@@ -382,6 +382,7 @@ class BlinaModel(mesa.Model):
         state.update(self.crs.state())
         state.update(self.icans.state())
         state.update(self.endothelium.state())
+        state.update(self.myeloid.state())
         if self.assessment is not None:
             state.update(self.assessment.state())
         state.update({"model.steps": self.steps, "model.conc_pg_per_ml": self.conc_pg_per_ml,
@@ -391,9 +392,7 @@ class BlinaModel(mesa.Model):
                       "model.endothelial_activation": self.endothelial_activation,
                       "model.adhesion_stimulus": self.adhesion_stimulus,
                       "model.il6_myeloid_share": self.il6_myeloid_share,
-                      "model.capillary_leak": self.capillary_leak, "model.bbb_leak": self.bbb_leak,
-                      "myeloid.activation": self.myeloid.activation.copy(),
-                      "myeloid.tolerance": self.myeloid.tolerance.copy()})
+                      "model.capillary_leak": self.capillary_leak, "model.bbb_leak": self.bbb_leak})
         return state
 
     def restore(self, state) -> None:
@@ -412,8 +411,7 @@ class BlinaModel(mesa.Model):
         self.capillary_leak = float(state["model.capillary_leak"])
         self.bbb_leak = float(state["model.bbb_leak"])
         self.endothelium.restore(state)
-        self.myeloid.activation = np.array(state["myeloid.activation"], dtype=float)
-        self.myeloid.tolerance = np.array(state["myeloid.tolerance"], dtype=float)
+        self.myeloid.restore(state)
         self._kill_buffer.clear()
         self.processes = self._build_processes()
         self.crs.restore(state)
@@ -473,7 +471,7 @@ VARIABLE_META = {
     "bbb_leak": ("1", "mean leak of the blood-brain barrier (0-1)"),
     "icans_grade": ("1", "ICANS grade (0-4, ASTCT consensus)"),
     "ice_score": ("1", "immune effector cell encephalopathy score (10 normal, 0 worst)"),
-    "encephalopathy": ("1", "encephalopathy (0-1) from CNS cytokines and CNS T cells"),
+    "encephalopathy": ("1", "encephalopathy (0-1) from CNS cytokines (of CNS T cells, and serum let in by the barrier)"),
     "t_adhered_endothelium": ("cells", "T cells adhered to the vessel wall"),
     "cns_t_cells": ("cells", "T cells in the CNS compartment"),
     "neurotox_index": ("1", "neurotoxicity index 0-1 from CNS T cells and serum cytokines"),

@@ -56,10 +56,11 @@ class EndothelialCells:
         self.leak = np.zeros(2 * n)
         self.ang2_ng_per_ml = e.ang2_rest_ng_per_ml
 
-    def mean(self, column: str, layer: int) -> float:
-        return float(getattr(self, column)[self.layer == layer].mean())
-
     COLUMNS = ("icam1", "vcam1", "store", "pselectin", "leak")
+
+    def mean(self, column: str, layer: int) -> float:
+        """Mean of one column over the cells of one layer."""
+        return float(getattr(self, column)[self.layer == layer].mean())
 
     def state(self) -> dict:
         state = {f"endothelium.{c}": getattr(self, c).copy() for c in self.COLUMNS}

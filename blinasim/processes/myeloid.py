@@ -43,6 +43,13 @@ class MyeloidCells:
         self.tolerance = np.zeros(len(self.comp))
         self.n_comps = len(counts)
 
+    def state(self) -> dict:
+        return {"myeloid.activation": self.activation.copy(), "myeloid.tolerance": self.tolerance.copy()}
+
+    def restore(self, state) -> None:
+        self.activation = np.array(state["myeloid.activation"], dtype=float)
+        self.tolerance = np.array(state["myeloid.tolerance"], dtype=float)
+
     def activation_by_compartment(self) -> np.ndarray:
         """Summed activation of each compartment's myeloid cells."""
         return np.bincount(self.comp, weights=self.activation, minlength=self.n_comps)
