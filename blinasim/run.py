@@ -623,6 +623,10 @@ def _float_attr(attrs: dict, key: str, path: Path) -> float:
     return value
 
 
+NOT_YET = ("protocol.interrupted_at_h", "crs.onset_h", "icans.onset_h")
+"""State entries that are NaN until their event happens (an interruption, CRS or ICANS onset)."""
+
+
 def _check_state(template: dict, state: dict, path: Path) -> None:
     """Refuse a checkpoint whose saved state is not shaped like the model's own state."""
     def refuse(what: str):
@@ -646,7 +650,7 @@ def _check_state(template: dict, state: dict, path: Path) -> None:
                 number = float(np.asarray(value).reshape(()))
             except (TypeError, ValueError):
                 refuse(f"{key} is not a number")
-            if not (math.isfinite(number) or key == "protocol.interrupted_at_h"):
+            if not (math.isfinite(number) or key in NOT_YET):
                 refuse(f"{key} is not finite")
     if len(lengths) > 1:
         refuse("its population columns differ in length")

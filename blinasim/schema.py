@@ -348,7 +348,7 @@ class Endothelium:
     recovery_per_h: float = param(0.025, "1/h", 0.0, 1e3, "Return of ICAM-1 and VCAM-1 to rest", "calibrated: normal within 7 days (biology brief s.4)")
     tnfa_ec50_pg_per_ml: float = param(4.0, "pg/mL", 1e-3, 1e6, "Serum TNF-alpha at half-maximal stimulus of a median cell", "assumption")
     ifng_ec50_pg_per_ml: float = param(6.0, "pg/mL", 1e-3, 1e6, "Serum IFN-gamma at half-maximal stimulus", "assumption")
-    il6_ec50_pg_per_ml: float = param(12.0, "pg/mL", 1e-3, 1e6, "Serum IL-6 signalling at half-maximal stimulus", "assumption")
+    il6_ec50_pg_per_ml: float = param(100.0, "pg/mL", 1e-3, 1e6, "Serum IL-6 signalling at half-maximal stimulus", "endothelial cells lack the membrane IL-6 receptor and respond to IL-6 through the soluble receptor (trans-signalling, Romano 1997 Immunity), so at higher levels than T-cell TNF-alpha; assumption for the value (was 12 while IL-6 came from T cells only: with myeloid IL-6 lasting to day 4 the endothelium then stayed active past day 10, against the brief's normal within 7 days)")
     il1b_ec50_pg_per_ml: float = param(5.0, "pg/mL", 1e-3, 1e6, "Serum IL-1beta signalling at half-maximal stimulus", "assumption: endothelium responds to IL-1beta at a few pg/mL")
     stimulus_hill: float = param(3.0, "", 0.1, 10.0, "Hill coefficient of each cytokine's stimulus (C^n / (C^n + EC50^n))", "calibrated: peak cytokines activate the endothelium while trace levels after day 2 do not, so it is normal within 7 days (biology brief s.4)")
     rest_level: float = param(0.1, "", 0.0, 1.0, "ICAM-1 level of resting endothelium (VCAM-1 and surface P-selectin are absent at rest)", "assumption: resting endothelium expresses some ICAM-1")

@@ -48,7 +48,7 @@ def test_stimulus_by_hand():
     e = EndothelialActivation(m, 10)
     assert wall_stimulus(m, e) == 0.0
     serum = m.cytokines_pg_per_ml[0]
-    serum[[TNFA, IFNG, IL6]] = [4.0, 6.0, 12.0]       # each at its EC50: s = 0.5
+    serum[[TNFA, IFNG, IL6]] = [4.0, 6.0, 100.0]      # each at its EC50: s = 0.5
     assert wall_stimulus(m, e) == pytest.approx(1 - 0.5 ** 3, rel=1e-14)
     serum[[TNFA, IFNG, IL6]] = [8.0, 0.0, 0.0]        # 8^3 / (8^3 + 4^3) = 8/9
     assert wall_stimulus(m, e) == pytest.approx(8 / 9, rel=1e-14)
@@ -59,9 +59,9 @@ def test_stimulus_by_hand():
     serum[[IL2, IL10]] = 1e6
     m.cytokines_pg_per_ml[1] = 1e6
     assert wall_stimulus(m, e) == 0.0
-    # tocilizumab blocks IL-6 signalling: 90% of 120 pg/mL leaves 12 (s = 0.5)
+    # tocilizumab blocks IL-6 signalling: 90% of 1000 pg/mL leaves 100 (s = 0.5)
     m.cytokines_pg_per_ml[:] = 0.0
-    m.cytokines_pg_per_ml[0, IL6] = 120.0
+    m.cytokines_pg_per_ml[0, IL6] = 1000.0
     m.protocol.toci_given_h = [0.0]
     assert wall_stimulus(m, e) == pytest.approx(0.5, rel=1e-14)
     # anakinra blocks IL-1beta signalling

@@ -148,7 +148,7 @@ class SmallDisk:
 def test_disk_full_stops_at_once_keeps_the_checkpoint_and_resume_continues(small, reference, tmp_path,
                                                                           monkeypatch, capsys):
     out = tmp_path / "full.h5"
-    disk = SmallDisk(16 << 20)   # room for the first checkpoints, not for the 12-h run
+    disk = SmallDisk(20 << 20)   # room for the first checkpoints (~16 MB), not for the 12-h run
     monkeypatch.setattr(runfile, "reserve_space", disk)
     steps = []
     original = BlinaModel.step
@@ -245,11 +245,11 @@ def blinasim(*argv: str, **kw) -> subprocess.CompletedProcess:
 
 
 def test_real_full_disk(small, reference, tmp_path):
-    """A 16 MB tmpfs: one line and exit 3 (no HDF5 traceback, no crash at exit), a readable file
+    """A 20 MB tmpfs: one line and exit 3 (no HDF5 traceback, no crash at exit), a readable file
     with its checkpoint, a resume refused without change while the disk is still full, and a
     resume that completes the run once the disk is larger."""
     disk = tmp_path / "disk"
-    tmpfs_or_skip(disk, "16m")
+    tmpfs_or_skip(disk, "20m")
     try:
         out = disk / "run.h5"
         done = blinasim("run", str(small), "--out", str(out), "--quiet", *OPTIONS)
