@@ -29,7 +29,6 @@ from blinasim.processes.base import emax
 from blinasim.processes.cytokines import CYTOKINES
 
 NORMAL_TEMPERATURE_C = 37.0
-SIGNS = ("temperature_c", "map_mmhg", "vasopressors", "oxygen_l_per_min")
 
 
 class CrsSigns:

@@ -34,7 +34,6 @@ from blinasim.processes.cytokines import CYTOKINES
 from blinasim.rng import Purpose
 
 WALL, BARRIER = 0, 1
-LAYERS = ("vessel_wall", "blood_brain_barrier")
 STIMULI = ("tnfa", "ifng", "il6", "il1b")
 VASOACTIVE = ("il6", "tnfa", "il1b")
 
