@@ -103,6 +103,21 @@ def test_toxicity_b_depletion_and_t_expansion():
     assert math.isnan(never["crs_onset_day"]) and never["crs_days"] == 0.0 and never["max_icans_grade"] == 0.0
 
 
+def test_interruptions_count_the_protocols_stops():
+    from blinasim.processes.protocol import ACTIONS
+    code = {name: ACTIONS.index(name) for name in ACTIONS}
+    table = {"time_h": np.array([30.0, 31.0, 60.0, 70.0, 80.0]),
+             "action": np.array([code["interrupt"], code["dexamethasone"], code["restart"],
+                                 code["interrupt"], code["tocilizumab"]], dtype=np.int8),
+             "value": np.zeros(5)}
+    s = series([0, 28, 41], [0.5, 0.01, 0.0])
+    assert evaluate(s, RULES, interventions=table)["interruptions"] == 2.0
+    assert evaluate(s, RULES)["interruptions"] == 0.0  # no interventions table: none happened
+    rates, spreads = summarise([evaluate(s, RULES, interventions=table), evaluate(s, RULES)])
+    assert {r.name: r.events for r in rates}["interrupted"] == 1
+    assert {x.name: x.median for x in spreads}["interruptions"] == 1.0
+
+
 def test_wilson_interval_matches_published_values():
     # Newcombe 1998, Statistics in Medicine 17:857, table I: 0/10 and 1/29 (Wilson, 95%)
     assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)

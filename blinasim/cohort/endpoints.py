@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from blinasim.processes.protocol import ACTIONS
 from blinasim.schema import param
 
 SERIES_NEEDED = ("marrow_blast_fraction", "blasts", "blasts_cd19neg", "blood_b_per_ul",
@@ -53,6 +54,7 @@ ENDPOINTS = (
     Endpoint("max_icans_grade", "grade", "highest ICANS grade (0-4, ASTCT)"),
     Endpoint("icans_onset_day", "day", "first time ICANS grade >= 1, in days from the start (NaN if never)"),
     Endpoint("icans_days", "day", "time with ICANS grade >= 1 on the series grid"),
+    Endpoint("interruptions", "count", "infusion interruptions by the protocol's rules on CRS and ICANS grades (events/interventions)"),
     Endpoint("max_neurotox_index", "1", "highest neurotoxicity index (0-1)"),
     Endpoint("neurotox_event", "0/1", "neurotoxicity index reached neurotox_event_index"),
     Endpoint("b_depletion_day", "day", "first time blood B cells < b_depleted_per_ul, in days from the start (NaN if never)"),
@@ -75,6 +77,7 @@ RATES = (
     ("crs_grade3plus", "CRS of grade 3 or higher", lambda e: float(e["max_crs_grade"] >= 3)),
     ("icans_any", "ICANS of any grade", lambda e: float(e["max_icans_grade"] >= 1)),
     ("icans_grade3plus", "ICANS of grade 3 or higher", lambda e: float(e["max_icans_grade"] >= 3)),
+    ("interrupted", "infusion interrupted at least once", lambda e: float(e["interruptions"] >= 1)),
     ("neurotox_event", "neurotoxicity event (index threshold)", lambda e: e["neurotox_event"]),
     ("cr_2_cycles", "CR within two cycles (assessments)", lambda e: e["cr_2_cycles"]),
     ("mrd_negative_cycle1", "flow MRD negative after cycle 1", lambda e: e["mrd_negative_cycle1"]),
@@ -84,7 +87,7 @@ RATES = (
 """Cohort rates: (name, meaning, patient endpoints -> 0/1)."""
 
 DISTRIBUTIONS = ("marrow_blast_fraction_assessed", "max_crs_grade", "crs_onset_day", "crs_days",
-                 "max_icans_grade", "icans_onset_day", "max_neurotox_index",
+                 "max_icans_grade", "icans_onset_day", "interruptions", "max_neurotox_index",
                  "b_depletion_day", "t_expansion_fold")
 """Endpoints summarised by median and quartiles."""
 
@@ -141,10 +144,19 @@ def course_endpoints(assessments: Mapping[str, np.ndarray] | None, end_h: float,
     }
 
 
+def interruptions(interventions: Mapping[str, np.ndarray] | None) -> float:
+    """Infusion interruptions in a run's interventions table (None: the run had no
+    interventions, so none)."""
+    if interventions is None:
+        return 0.0
+    return float(np.count_nonzero(np.asarray(interventions["action"]) == ACTIONS.index("interrupt")))
+
+
 def evaluate(series: Mapping[str, np.ndarray], rules: EndpointRules,
-             assessments: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
+             assessments: Mapping[str, np.ndarray] | None = None,
+             interventions: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
     """Every endpoint of one patient (0/1 for yes/no, NaN where a rule has no value), from
-    its series and, when the run has one, its marrow assessments table.
+    its series and, when the run has them, its marrow assessments and interventions tables.
 
     Raises ValueError when the series end before the assessment day.
     """
@@ -183,6 +195,7 @@ def evaluate(series: Mapping[str, np.ndarray], rules: EndpointRules,
         "max_icans_grade": float(np.max(icans)),
         "icans_onset_day": _first_time(t, icans >= 1) / 24.0,
         "icans_days": _days_with(t, icans >= 1),
+        "interruptions": interruptions(interventions),
         "max_neurotox_index": neurotox,
         "neurotox_event": float(neurotox >= rules.neurotox_event_index),
         "b_depletion_day": _first_time(t, b < rules.b_depleted_per_ul) / 24.0,

@@ -99,9 +99,9 @@ def series_times_h(duration_h: float, every_h: float) -> np.ndarray:
 
 
 def simulate_patient(task: PatientTask) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
-                                                 dict[str, np.ndarray] | None]:
+                                                 dict[str, dict[str, np.ndarray]]]:
     """Run the patient; returns (series on the cohort grid, series at every recorded row,
-    marrow assessments table or None)."""
+    the run's `assessments` and `interventions` tables, where it has them)."""
     loaded = load_scenario_text(task.base_yaml, f"cohort patient {task.index}", task.overrides)
     model = BlinaModel(loaded.scenario, seed=task.seed, threads=1)
     record_every = record_every_steps(model)
@@ -112,22 +112,23 @@ def simulate_patient(task: PatientTask) -> tuple[dict[str, np.ndarray], dict[str
         return {name: row[name] for name in names}
     rows = [needed()]
     times = [0.0]
-    assessments: list[dict[str, np.ndarray]] = []
+    kept: dict[str, list[dict[str, np.ndarray]]] = {"assessments": [], "interventions": []}
     while not model.finished:
         model.step()
         if model.steps % record_every == 0 or model.finished:
             events = model.drain_events()  # the kill log is not kept; drained so it does not grow
-            if "assessments" in events:
-                assessments.append(events["assessments"])
+            for name, chunks in kept.items():
+                if name in events:
+                    chunks.append(events[name])
             times.append(model.time_min / 60.0)
             rows.append(needed())
     full = {"time_h": np.array(times)}
     full.update({name: np.array([row[name] for row in rows], dtype=float) for name in names})
     grid = series_times_h(loaded.scenario.duration_h, task.series_every_h)
     at = np.searchsorted(full["time_h"], grid - 1e-9)
-    table = ({name: np.concatenate([a[name] for a in assessments]) for name in assessments[0]}
-             if assessments else None)
-    return {name: full[name][at] for name in SERIES}, full, table
+    tables = {name: {column: np.concatenate([c[column] for c in chunks]) for column in chunks[0]}
+              for name, chunks in kept.items() if chunks}
+    return {name: full[name][at] for name in SERIES}, full, tables
 
 
 def run_patient(task: PatientTask) -> PatientResult:
@@ -136,8 +137,8 @@ def run_patient(task: PatientTask) -> PatientResult:
     try:
         if task.problem:
             raise ValueError(task.problem)
-        series, full, assessments = simulate_patient(task)
-        endpoints = evaluate(full, task.rules, assessments)
+        series, full, tables = simulate_patient(task)
+        endpoints = evaluate(full, task.rules, tables.get("assessments"), tables.get("interventions"))
     except Exception as exc:  # noqa: BLE001 - a patient's failure must not stop the cohort
         lines = str(exc).splitlines()
         message = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
