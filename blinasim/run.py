@@ -623,7 +623,7 @@ def _float_attr(attrs: dict, key: str, path: Path) -> float:
     return value
 
 
-NOT_YET = ("protocol.interrupted_at_h", "crs.onset_h", "icans.onset_h")
+NOT_YET = ("protocol.interrupted_at_h", "protocol.resolved_at_h", "crs.onset_h", "icans.onset_h")
 """State entries that are NaN until their event happens (an interruption, CRS or ICANS onset)."""
 
 

@@ -289,9 +289,12 @@ class _Run:
             if self.has("body_temperature_c") and self.has("mean_arterial_pressure_mmhg"):
                 text += (f", up to {np.nanmax(self.values('body_temperature_c')):.1f} degC, MAP down to "
                          f"{np.nanmin(self.values('mean_arterial_pressure_mmhg')):.0f} mmHg")
-        stops = self.intervention_times("interrupt")
-        if stops is not None:
-            text += f"; infusion interruptions: {self.interruptions(stops)}"
+        pauses = self.intervention_times("interrupt")
+        if pauses is not None:
+            text += f"; infusion interruptions: {self.interruptions(pauses)}"
+        stopped = self.intervention_times("stop")
+        if stopped is not None and stopped.size:
+            text += f"; infusion stopped for good {_after(float(stopped[0]))}"
         return ("CRS", text)
 
     def intervention_times(self, action: str) -> np.ndarray | None:
@@ -302,8 +305,8 @@ class _Run:
         codes = np.asarray(table["action"], dtype=int)
         return np.asarray(table["time_h"], dtype=float)[codes == tuple(table["actions"]).index(action)]
 
-    def interruptions(self, stops: np.ndarray) -> str:
-        if stops.size == 0:
+    def interruptions(self, pauses: np.ndarray) -> str:
+        if pauses.size == 0:
             return "none"
         table = self.interventions
         times, codes = np.asarray(table["time_h"], dtype=float), np.asarray(table["action"], dtype=int)
@@ -311,15 +314,15 @@ class _Run:
         rates = np.asarray(table.get("value", np.zeros(times.size)), dtype=float)
         restart = codes == names.index("restart") if "restart" in names else np.zeros(times.size, bool)
         parts = []
-        for stop in stops:
-            later = np.flatnonzero(restart & (times > stop))
+        for pause in pauses:
+            later = np.flatnonzero(restart & (times > pause))
             if later.size:
                 back = int(later[0])
-                parts.append(f"{_after(float(stop))}, restarted {times[back] - stop:.3g} h later "
+                parts.append(f"{_after(float(pause))}, restarted {times[back] - pause:.3g} h later "
                              f"at {rates[back]:g} ug/day")
             else:
-                parts.append(f"{_after(float(stop))}, not restarted")
-        return f"{stops.size} ({'; '.join(parts)})"
+                parts.append(f"{_after(float(pause))}, not restarted")
+        return f"{pauses.size} ({'; '.join(parts)})"
 
     def given(self):
         """Dexamethasone and tocilizumab doses (infusion interruptions are on the CRS line)."""

@@ -116,6 +116,9 @@ def test_interruptions_count_the_protocols_stops():
     rates, spreads = summarise([evaluate(s, RULES, interventions=table), evaluate(s, RULES)])
     assert {r.name: r.events for r in rates}["interrupted"] == 1
     assert {x.name: x.median for x in spreads}["interruptions"] == 1.0
+    assert evaluate(s, RULES, interventions=table)["stopped"] == 0.0
+    table["action"][-1] = code["stop"]
+    assert evaluate(s, RULES, interventions=table)["stopped"] == 1.0
 
 
 def test_wilson_interval_matches_published_values():

@@ -390,3 +390,54 @@ def test_icans_interrupts_and_restart_waits_for_both_grades():
     graded(m, 13.0, crs=1, icans=1)
     assert not m.pk.interrupted
     assert [e[1] for e in m.protocol.events] == [ACTIONS.index("interrupt"), ACTIONS.index("restart")]
+
+
+def test_after_icans_the_restart_waits_three_days_at_grade_1():
+    m = BlinaModel(scenario({"blood": comp("blood")}, schedule=STEP_UP,
+                            interventions=Interventions(interrupt_at_icans_grade=3, icans_resume_wait_h=72.0)))
+    graded(m, 10.0, icans=3)
+    graded(m, 20.0, icans=1)                              # resolved from 20 h ...
+    graded(m, 50.0, icans=2)                              # ... but not for long: the clock restarts
+    graded(m, 60.0, icans=1)
+    graded(m, 131.0, icans=0)                             # 71 h at grade <= 1: still waiting
+    assert m.pk.interrupted
+    graded(m, 132.0, icans=0)
+    assert not m.pk.interrupted
+    assert [e[0] for e in m.protocol.events] == [10.0, 132.0]
+
+
+def test_an_icans_interruption_unresolved_for_seven_days_stops_for_good():
+    m = BlinaModel(scenario({"blood": comp("blood")}, schedule=STEP_UP,
+                            interventions=Interventions(interrupt_at_icans_grade=3, icans_stop_if_unresolved_h=168.0)))
+    graded(m, 10.0, icans=3)
+    graded(m, 178.0, icans=2)                             # 168 h: not more than the limit yet
+    assert not m.protocol.stopped
+    graded(m, 179.0, icans=2)
+    assert m.protocol.stopped and m.pk.interrupted
+    graded(m, 200.0, icans=0)                             # resolved later: no restart
+    assert m.pk.interrupted
+    assert [e[1] for e in m.protocol.events] == [ACTIONS.index("interrupt"), ACTIONS.index("stop")]
+
+
+@pytest.mark.parametrize("crs, icans", [(4, 0), (0, 4)])
+def test_grade_4_stops_for_good(crs, icans):
+    m = BlinaModel(scenario({"blood": comp("blood")}, schedule=STEP_UP,
+                            interventions=Interventions(interrupt_at_crs_grade=3, interrupt_at_icans_grade=3,
+                                                        stop_at_crs_grade=4, stop_at_icans_grade=4)))
+    graded(m, 10.0, crs=3)
+    graded(m, 11.0, crs=crs, icans=icans)
+    graded(m, 30.0)
+    graded(m, 60.0, crs=crs, icans=icans)                 # the stop is recorded once
+    assert m.protocol.stopped and m.pk.interrupted and m.pk.rate_ug_per_h(m.time_min) == 0.0
+    assert [e[1] for e in m.protocol.events] == [ACTIONS.index("interrupt"), ACTIONS.index("stop")]
+
+
+def test_protocol_state_round_trip_keeps_the_interruption_and_the_stop():
+    m = BlinaModel(scenario({"blood": comp("blood")}, schedule=STEP_UP,
+                            interventions=Interventions(interrupt_at_icans_grade=3, icans_resume_wait_h=72.0)))
+    graded(m, 10.0, icans=3)
+    graded(m, 20.0, icans=1)
+    fresh = BlinaModel(m.scenario)
+    fresh.protocol.restore(m.protocol.state())
+    for name in ("interrupted_at_h", "resolved_at_h", "for_icans", "stopped"):
+        assert getattr(fresh.protocol, name) == getattr(m.protocol, name), name

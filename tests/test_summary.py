@@ -14,9 +14,8 @@ import pytest
 
 from blinasim.cli import main
 from blinasim.cohort.endpoints import EndpointRules
+from blinasim.processes.protocol import ACTIONS
 from blinasim.summary import RunSummary, clinical_lines
-
-ACTIONS = ("interrupt", "restart", "dexamethasone", "tocilizumab")
 
 
 def patient_series(days: float = 42.0, every_h: float = 1.0) -> dict[str, np.ndarray]:
@@ -160,3 +159,11 @@ def test_assessments_are_said_one_line_each():
         "            day 84 (cycle 2): 0% blasts on the smear, MRD flow negative; NGS 4.5e-6 - complete remission",
         "            day 114 (follow-up): 7.4% blasts on the smear, MRD flow 7e-2; NGS 7.1e-2 - relapse (80% of blasts CD19-negative)",
     ]
+
+
+def test_a_permanent_stop_is_said():
+    stopped = {"time_h": np.array([30.0, 50.0]), "action": np.array([0, 4]), "value": np.zeros(2),
+               "actions": ACTIONS}
+    said = as_dict(clinical_lines(patient_series(), stopped))
+    assert said["CRS"].endswith("infusion interruptions: 1 (after 30 h, not restarted); "
+                                "infusion stopped for good after 2.1 days")

@@ -55,6 +55,7 @@ ENDPOINTS = (
     Endpoint("icans_onset_day", "day", "first time ICANS grade >= 1, in days from the start (NaN if never)"),
     Endpoint("icans_days", "day", "time with ICANS grade >= 1 on the series grid"),
     Endpoint("interruptions", "count", "infusion interruptions by the protocol's rules on CRS and ICANS grades (events/interventions)"),
+    Endpoint("stopped", "0/1", "infusion stopped for good by the protocol's rules (events/interventions)"),
     Endpoint("max_neurotox_index", "1", "highest neurotoxicity index (0-1)"),
     Endpoint("neurotox_event", "0/1", "neurotoxicity index reached neurotox_event_index"),
     Endpoint("b_depletion_day", "day", "first time blood B cells < b_depleted_per_ul, in days from the start (NaN if never)"),
@@ -78,6 +79,7 @@ RATES = (
     ("icans_any", "ICANS of any grade", lambda e: float(e["max_icans_grade"] >= 1)),
     ("icans_grade3plus", "ICANS of grade 3 or higher", lambda e: float(e["max_icans_grade"] >= 3)),
     ("interrupted", "infusion interrupted at least once", lambda e: float(e["interruptions"] >= 1)),
+    ("stopped", "infusion stopped for good", lambda e: e["stopped"]),
     ("neurotox_event", "neurotoxicity event (index threshold)", lambda e: e["neurotox_event"]),
     ("cr_2_cycles", "CR within two cycles (assessments)", lambda e: e["cr_2_cycles"]),
     ("mrd_negative_cycle1", "flow MRD negative after cycle 1", lambda e: e["mrd_negative_cycle1"]),
@@ -144,12 +146,12 @@ def course_endpoints(assessments: Mapping[str, np.ndarray] | None, end_h: float,
     }
 
 
-def interruptions(interventions: Mapping[str, np.ndarray] | None) -> float:
-    """Infusion interruptions in a run's interventions table (None: the run had no
+def times_done(interventions: Mapping[str, np.ndarray] | None, action: str) -> float:
+    """How often `action` is in a run's interventions table (None: the run had no
     interventions, so none)."""
     if interventions is None:
         return 0.0
-    return float(np.count_nonzero(np.asarray(interventions["action"]) == ACTIONS.index("interrupt")))
+    return float(np.count_nonzero(np.asarray(interventions["action"]) == ACTIONS.index(action)))
 
 
 def evaluate(series: Mapping[str, np.ndarray], rules: EndpointRules,
@@ -195,7 +197,8 @@ def evaluate(series: Mapping[str, np.ndarray], rules: EndpointRules,
         "max_icans_grade": float(np.max(icans)),
         "icans_onset_day": _first_time(t, icans >= 1) / 24.0,
         "icans_days": _days_with(t, icans >= 1),
-        "interruptions": interruptions(interventions),
+        "interruptions": times_done(interventions, "interrupt"),
+        "stopped": float(times_done(interventions, "stop") > 0),
         "max_neurotox_index": neurotox,
         "neurotox_event": float(neurotox >= rules.neurotox_event_index),
         "b_depletion_day": _first_time(t, b < rules.b_depleted_per_ul) / 24.0,

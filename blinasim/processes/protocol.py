@@ -11,7 +11,11 @@ restart of the infusion, acting on the ASTCT CRS and ICANS grades (`crs.CrsSigns
 - Tocilizumab blocks IL-6 signalling by B(t) = B_max 0.5^((t - t_dose)/t_half).
 - The infusion is interrupted when CRS reaches `interrupt_at_crs_grade` or ICANS
   `interrupt_at_icans_grade`, and restarted at `restart_ug_per_day` for 7 days once CRS has
-  fallen to `resume_at_crs_grade` and ICANS to `resume_at_icans_grade`.
+  fallen to `resume_at_crs_grade` and ICANS to `resume_at_icans_grade` (after an
+  interruption for ICANS, once both have stayed there `icans_resume_wait_h`).
+- The infusion is stopped for good (no restart, no later cycle) when CRS reaches
+  `stop_at_crs_grade`, ICANS `stop_at_icans_grade`, or an interruption for ICANS has not
+  resolved within `icans_stop_if_unresolved_h`.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import numpy as np
 
 from blinasim.processes.cytokines import CYTOKINES
 
-ACTIONS = ("interrupt", "restart", "dexamethasone", "tocilizumab")
+ACTIONS = ("interrupt", "restart", "dexamethasone", "tocilizumab", "stop")
 RESTART_DAYS = 7.0
 LONG_INTERRUPTION_H = 4.0
 
@@ -41,6 +45,9 @@ class Protocol:
         self.dex_given_h: list[float] = []
         self.toci_given_h: list[float] = []
         self.interrupted_at_h: float | None = None
+        self.for_icans = False  # the current interruption was for ICANS
+        self.resolved_at_h: float | None = None  # both grades at their resume grades since
+        self.stopped = False
         self.crs_grade = 0
         self.events: list[tuple[float, int, float]] = []
 
@@ -86,20 +93,51 @@ class Protocol:
             self._give(self.dex_given_h, "dexamethasone", time_h)
         if i.tocilizumab_at_crs_grade and self.crs_grade >= i.tocilizumab_at_crs_grade and not self.toci_given_h:
             self._give(self.toci_given_h, "tocilizumab", time_h)
-        pk = model.pk
-        if self.interrupted_at_h is None:
-            too_high = ((i.interrupt_at_crs_grade and self.crs_grade >= i.interrupt_at_crs_grade)
-                        or (i.interrupt_at_icans_grade and icans >= i.interrupt_at_icans_grade))
-            if too_high and pk.scheduled_rate(model.time_min) > 0:
+        if not self.stopped:
+            self.interrupt_or_restart(model, time_h, icans)
+
+    def interrupt_or_restart(self, model, time_h: float, icans: int) -> None:
+        """The rules on the infusion: permanent stop, interruption, restart."""
+        i, pk = self.i, model.pk
+        self.track_resolution(time_h, icans)
+        if self.stop_due(time_h, icans):
+            pk.interrupt()
+            self.stopped, self.interrupted_at_h, self.resolved_at_h = True, None, None
+            self.events.append((time_h, ACTIONS.index("stop"), 0.0))
+        elif self.interrupted_at_h is None:
+            for_icans = bool(i.interrupt_at_icans_grade) and icans >= i.interrupt_at_icans_grade
+            for_crs = bool(i.interrupt_at_crs_grade) and self.crs_grade >= i.interrupt_at_crs_grade
+            if (for_icans or for_crs) and pk.scheduled_rate(model.time_min) > 0:
                 pk.interrupt()
-                self.interrupted_at_h = time_h
+                self.interrupted_at_h, self.for_icans = time_h, for_icans
                 self.events.append((time_h, ACTIONS.index("interrupt"), 0.0))
-        elif self.crs_grade <= i.resume_at_crs_grade and icans <= i.resume_at_icans_grade:
+        elif self.resolved_at_h is not None and time_h - self.resolved_at_h >= self.resume_wait_h():
             pk.restart(model.time_min, i.restart_ug_per_day / 24.0, RESTART_DAYS * 1440.0)
             self.events.append((time_h, ACTIONS.index("restart"), i.restart_ug_per_day))
             if i.dexamethasone_premedication and time_h - self.interrupted_at_h >= LONG_INTERRUPTION_H:
                 self._give(self.dex_given_h, "dexamethasone", time_h)
-            self.interrupted_at_h = None
+            self.interrupted_at_h = self.resolved_at_h = None
+
+    def track_resolution(self, time_h: float, icans: int) -> None:
+        """During an interruption: since when both grades are at their resume grades (None: not now)."""
+        i = self.i
+        if self.interrupted_at_h is None:
+            return
+        if self.crs_grade > i.resume_at_crs_grade or icans > i.resume_at_icans_grade:
+            self.resolved_at_h = None
+        elif self.resolved_at_h is None:
+            self.resolved_at_h = time_h
+
+    def stop_due(self, time_h: float, icans: int) -> bool:
+        """A grade at its stop grade, or an interruption for ICANS unresolved for too long."""
+        i = self.i
+        unresolved = (self.interrupted_at_h is not None and self.for_icans and i.icans_stop_if_unresolved_h > 0
+                      and self.resolved_at_h is None and time_h - self.interrupted_at_h > i.icans_stop_if_unresolved_h)
+        return bool(unresolved or (i.stop_at_crs_grade and self.crs_grade >= i.stop_at_crs_grade)
+                    or (i.stop_at_icans_grade and icans >= i.stop_at_icans_grade))
+
+    def resume_wait_h(self) -> float:
+        return self.i.icans_resume_wait_h if self.for_icans else 0.0
 
     def dexamethasone_due(self, time_h: float, icans: int) -> bool:
         """A treatment dose: CRS or ICANS at its dexamethasone grade, and no dose for
@@ -116,6 +154,9 @@ class Protocol:
                 "protocol.planned_dex_h": np.array(self.planned_dex_h, dtype=float),
                 "protocol.planned_toci_h": np.array(self.planned_toci_h, dtype=float),
                 "protocol.interrupted_at_h": np.nan if self.interrupted_at_h is None else self.interrupted_at_h,
+                "protocol.resolved_at_h": np.nan if self.resolved_at_h is None else self.resolved_at_h,
+                "protocol.for_icans": int(self.for_icans),
+                "protocol.stopped": int(self.stopped),
                 "protocol.crs_grade": self.crs_grade}
 
     def restore(self, state) -> None:
@@ -125,4 +166,8 @@ class Protocol:
         self.planned_toci_h = [float(t) for t in state["protocol.planned_toci_h"]]
         interrupted = float(state["protocol.interrupted_at_h"])
         self.interrupted_at_h = None if np.isnan(interrupted) else interrupted
+        resolved = float(state["protocol.resolved_at_h"])
+        self.resolved_at_h = None if np.isnan(resolved) else resolved
+        self.for_icans = bool(int(state["protocol.for_icans"]))
+        self.stopped = bool(int(state["protocol.stopped"]))
         self.crs_grade = int(state["protocol.crs_grade"])
