@@ -26,6 +26,7 @@ from blinasim.cohort.endpoints import (
     wilson_interval,
 )
 from blinasim.cohort.spec import load_cohort, load_cohort_text
+from blinasim.processes.protocol import ACTIONS
 from blinasim.scenario import (
     ScenarioError,
     bundled_cohorts,
@@ -103,8 +104,7 @@ def test_toxicity_b_depletion_and_t_expansion():
     assert math.isnan(never["crs_onset_day"]) and never["crs_days"] == 0.0 and never["max_icans_grade"] == 0.0
 
 
-def test_interruptions_count_the_protocols_stops():
-    from blinasim.processes.protocol import ACTIONS
+def test_interruptions_and_the_permanent_stop_are_counted():
     code = {name: ACTIONS.index(name) for name in ACTIONS}
     table = {"time_h": np.array([30.0, 31.0, 60.0, 70.0, 80.0]),
              "action": np.array([code["interrupt"], code["dexamethasone"], code["restart"],
