@@ -394,6 +394,8 @@ class Interventions:
     icans_stop_if_unresolved_h: float = param(0.0, "h", 0.0, 1e4, "Stop the infusion for good when an interruption for ICANS has not resolved within this long (0: never)", "BLINCYTO label: discontinue if the neurological toxicity takes more than 7 days (168 h) to resolve")
     stop_at_crs_grade: int = param(0, "grade", 0, 4, "Stop the infusion for good when CRS reaches this grade (0: never)", "BLINCYTO label: discontinue permanently at grade 4 CRS")
     stop_at_icans_grade: int = param(0, "grade", 0, 4, "Stop the infusion for good when ICANS reaches this grade (0: never)", "BLINCYTO label: discontinue permanently at grade 4 neurological toxicity")
+    stop_at_seizure: int = param(0, "", 0, 100, "Stop the infusion for good at this seizure episode (0: never)", "BLINCYTO label: discontinue permanently if more than one seizure occurs (2)")
+    stop_if_icans_at_restart_dose: bool = param(False, "", None, None, "Stop the infusion for good, not interrupt it, when ICANS reaches interrupt_at_icans_grade while the infusion runs at restart_ug_per_day or less", "BLINCYTO label: discontinue permanently if the neurological toxicity occurred at 9 ug/day")
     restart_ug_per_day: float = param(9.0, "ug/day", 0.0, 200.0, "Infusion rate on restart, for 7 days, then the schedule resumes", "BLINCYTO label")
     pentosan_polysulfate: float = param(0.0, "", 0.0, 1.0, "Fraction of P-selectin adhesion blocked", "Klinger 2020 (pentosan polysulfate: P-selectin)")
     minocycline: float = param(0.0, "", 0.0, 1.0, "Fraction of LFA-1/ICAM-1 adhesion blocked", "Klinger 2020 (minocycline: LFA-1/ICAM-1)")

@@ -260,6 +260,17 @@ def test_a_good_cohort_loads_with_defaults():
     assert spec.identity(3) != spec.identity(4)
 
 
+def test_the_identity_covers_the_version_and_the_files_columns(monkeypatch):
+    """A file written by another version or with other endpoint columns must not be continued."""
+    spec = load_cohort_text(GOOD, "c.yaml")
+    before = spec.identity(3)
+    monkeypatch.setattr("blinasim.cohort.spec.ENDPOINT_NAMES", ("cr",))
+    assert spec.identity(3) != before
+    monkeypatch.undo()
+    monkeypatch.setattr("blinasim.cohort.spec.__version__", "0.0.0+other")
+    assert spec.identity(3) != before
+
+
 @pytest.mark.parametrize(("extra", "where"), [
     ("seed: -1\n", r"c\.yaml:7: seed: -1 is out of range"),
     ("patientz: 3\n", r"c\.yaml:7: patientz: unknown field; did you mean 'patients'\?"),

@@ -320,6 +320,13 @@ def test_encephalopathy_and_ice_score_by_hand():
     assert icans_at(sensitive, cytokines=50.0).encephalopathy == pytest.approx(0.5, rel=1e-14)
 
 
+def test_seizures_are_counted_as_episodes():
+    m = icans_model()
+    seizing = 100.0 * math.sqrt(0.9 / 0.1)                # D = 0.9
+    counts = [icans_at(m, cytokines=c).seizures for c in (seizing, seizing, 100.0, seizing, 0.0)]
+    assert counts == [1, 1, 1, 2, 2]
+
+
 def test_oedema_from_the_barriers_leak():
     m = icans_model()
     assert icans_at(m, bbb_leak=0.49).grade == 0
@@ -354,7 +361,7 @@ def test_icans_state_round_trip():
     icans_at(m, cytokines=300.0)
     fresh = icans_model()
     fresh.icans.restore(m.icans.state())
-    for name in ("encephalopathy", "ice", "seizure", "grade", "onset_h"):
+    for name in ("encephalopathy", "ice", "seizure", "seizures", "grade", "onset_h"):
         assert getattr(fresh.icans, name) == getattr(m.icans, name), name
 
 
@@ -430,6 +437,41 @@ def test_grade_4_stops_for_good(crs, icans):
     graded(m, 60.0, crs=crs, icans=icans)                 # the stop is recorded once
     assert m.protocol.stopped and m.pk.interrupted and m.pk.rate_ug_per_h(m.time_min) == 0.0
     assert [e[1] for e in m.protocol.events] == [ACTIONS.index("interrupt"), ACTIONS.index("stop")]
+
+
+def test_the_second_seizure_stops_for_good():
+    m = BlinaModel(scenario({"blood": comp("blood")}, schedule=STEP_UP,
+                            interventions=Interventions(interrupt_at_icans_grade=3, stop_at_seizure=2)))
+    m.icans.seizures = 1
+    graded(m, 200.0, icans=3)
+    assert not m.protocol.stopped and m.pk.interrupted
+    m.icans.seizures = 2
+    graded(m, 201.0, icans=3)
+    assert m.protocol.stopped
+    assert [e[1] for e in m.protocol.events] == [ACTIONS.index("interrupt"), ACTIONS.index("stop")]
+
+
+@pytest.mark.parametrize("at_h, stops", [(10.0, True),      # step-up week: 9 ug/day
+                                         (200.0, False)])   # day 8+: 28 ug/day, interrupted
+def test_icans_at_the_restart_dose_stops_instead_of_interrupting(at_h, stops):
+    m = BlinaModel(scenario({"blood": comp("blood")}, schedule=STEP_UP,
+                            interventions=Interventions(interrupt_at_icans_grade=3, stop_if_icans_at_restart_dose=True)))
+    graded(m, at_h, icans=3)
+    assert m.pk.interrupted and m.protocol.stopped == stops
+    assert [e[1] for e in m.protocol.events] == [ACTIONS.index("stop" if stops else "interrupt")]
+
+
+def test_icans_on_the_restart_after_a_crs_interruption_stops():
+    m = BlinaModel(scenario({"blood": comp("blood")}, schedule=STEP_UP,
+                            interventions=Interventions(interrupt_at_crs_grade=3, interrupt_at_icans_grade=3,
+                                                        stop_if_icans_at_restart_dose=True)))
+    graded(m, 200.0, crs=3)
+    graded(m, 201.0, crs=3, icans=3)                      # no infusion running: not "at 9 ug/day"
+    assert m.pk.interrupted and not m.protocol.stopped
+    graded(m, 210.0)                                      # restart at 9 ug/day for 7 days
+    graded(m, 220.0, icans=3)
+    assert m.protocol.stopped
+    assert [e[1] for e in m.protocol.events] == [ACTIONS.index(a) for a in ("interrupt", "restart", "stop")]
 
 
 def test_protocol_state_round_trip_keeps_the_interruption_and_the_stop():

@@ -23,7 +23,7 @@ from blinasim.processes.motility import RandomWalk
 from blinasim.rng import Purpose, oracle_uniform
 from blinasim.processes.cytokines import CYTOKINES
 from blinasim.processes.protocol import ACTIONS
-from blinasim.schema import (PK, Activation, Antigen, Blasts, Compartment, Cycle, Exhaustion,
+from blinasim.schema import (PK, Antigen, Blasts, Compartment, Cycle, Exhaustion,
                              Infusion, Interventions, KindValues, Lysis, Motility, Receptors,
                              Regulation, Route, Scenario, Schedule, check_consistency)
 from blinasim.units import kd_2d_per_um2, occupancy, pg_per_ml_to_molar

@@ -27,7 +27,6 @@ from typing import Any
 import h5py
 import numpy as np
 
-from blinasim import __version__
 from blinasim.cohort.covariates import COVARIATES
 from blinasim.cohort.endpoints import ENDPOINTS, summarise
 from blinasim.cohort.patient import SERIES, PatientDraw, PatientResult

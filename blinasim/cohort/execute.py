@@ -85,8 +85,8 @@ def _existing_output(out: pathlib.Path, patients: int, force: bool, identity: st
         raise CohortFileError(f"{out} holds a cohort of {existing_patients} patients, not {patients}; "
                               f"--patients {existing_patients} continues it (if it is this cohort); "
                               f"or use another --out")
-    raise CohortFileError(f"{out} holds a different cohort (its cohort file, base scenario, seed or "
-                          f"number of patients differ); use --force to replace it or another --out")
+    raise CohortFileError(f"{out} holds a different cohort (its cohort file, base scenario, seed, "
+                          f"number of patients or blinasim version differ); use --force to replace it or another --out")
 
 
 def _create_output(spec, out: pathlib.Path, draws: list[PatientDraw], attrs: dict) -> CohortFile:

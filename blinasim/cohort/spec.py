@@ -14,9 +14,11 @@ import pathlib
 from dataclasses import dataclass
 from typing import Any
 
+from blinasim import __version__
 from blinasim.cohort.covariates import (COVARIATE_BY_NAME, COVARIATES, LABEL_UG_PER_M2_PER_DAY, Distribution,
                                         Dosing, blood_t_per_ul, compartment_with_role, flat_rates)
-from blinasim.cohort.endpoints import EndpointRules
+from blinasim.cohort.endpoints import ENDPOINT_NAMES, EndpointRules
+from blinasim.cohort.patient import SERIES
 from blinasim.scenario import (LoadedScenario, ScenarioError, build_section, bundled_cohorts, describe_value,
                                error_at, find_yaml, load_scenario, read_yaml_text, read_yaml_tree, value_text)
 from blinasim.schema import param, section
@@ -65,10 +67,13 @@ class CohortSpec:
         return self.settings.name
 
     def identity(self, patients: int) -> str:
-        """Hash of everything that decides the results (not the worker count)."""
+        """Hash of everything that decides the results and the file's layout (not the worker
+        count): a file written by another version, or with other columns, is not continued."""
         text = json.dumps({"settings": dataclasses.asdict(self.settings) | {"patients": patients},
                            "base": self.base.resolved_yaml,
-                           "distributions": {k: dataclasses.asdict(v) for k, v in self.distributions.items()}},
+                           "distributions": {k: dataclasses.asdict(v) for k, v in self.distributions.items()},
+                           "version": __version__, "endpoints": ENDPOINT_NAMES, "series": SERIES,
+                           "covariates": [c.name for c in COVARIATES]},
                           sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 

@@ -7,7 +7,8 @@ barrier, processes/cytokines.py) times the patient's `sensitivity`:
     ICE score = round(10 (1 - D))                                   (0-10)
 Grade: the worst of the ICE score (7-9: 1, 3-6: 2, 0-2: 3), consciousness (unarousable
 at D >= unarousable_from: 4), seizure (D >= seizure_from: 3) and cerebral oedema from the
-blood-brain barrier's leak (focal: 3, diffuse: 4).
+blood-brain barrier's leak (focal: 3, diffuse: 4). Seizures are counted as episodes: each
+time D rises to seizure_from from below (the protocol stops after the label's second).
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class IcansSigns:
         self.encephalopathy = 0.0
         self.ice = ICE_MAX
         self.seizure = False
+        self.seizures = 0
         self.grade = 0
         self.onset_h = math.nan
 
@@ -54,7 +56,9 @@ class IcansSigns:
         n = self.n
         self.encephalopathy = float(emax(self.cns_signal(model), n.cytokine_ec50_pg_per_ml, n.cytokine_hill))
         self.ice = int(round(ICE_MAX * (1.0 - self.encephalopathy)))
-        self.seizure = self.encephalopathy >= n.seizure_from
+        seizure = self.encephalopathy >= n.seizure_from
+        self.seizures += seizure and not self.seizure
+        self.seizure = seizure
         grade = ice_grade(self.ice)
         if self.seizure or model.bbb_leak >= n.focal_oedema_leak:
             grade = max(grade, 3)
@@ -66,11 +70,13 @@ class IcansSigns:
 
     def state(self) -> dict:
         return {"icans.encephalopathy": self.encephalopathy, "icans.ice": self.ice,
-                "icans.seizure": int(self.seizure), "icans.grade": self.grade, "icans.onset_h": self.onset_h}
+                "icans.seizure": int(self.seizure), "icans.seizures": self.seizures,
+                "icans.grade": self.grade, "icans.onset_h": self.onset_h}
 
     def restore(self, state) -> None:
         self.encephalopathy = float(state["icans.encephalopathy"])
         self.ice = int(state["icans.ice"])
         self.seizure = bool(int(state["icans.seizure"]))
+        self.seizures = int(state["icans.seizures"])
         self.grade = int(state["icans.grade"])
         self.onset_h = float(state["icans.onset_h"])

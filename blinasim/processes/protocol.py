@@ -14,8 +14,10 @@ restart of the infusion, acting on the ASTCT CRS and ICANS grades (`crs.CrsSigns
   fallen to `resume_at_crs_grade` and ICANS to `resume_at_icans_grade` (after an
   interruption for ICANS, once both have stayed there `icans_resume_wait_h`).
 - The infusion is stopped for good (no restart, no later cycle) when CRS reaches
-  `stop_at_crs_grade`, ICANS `stop_at_icans_grade`, or an interruption for ICANS has not
-  resolved within `icans_stop_if_unresolved_h`.
+  `stop_at_crs_grade`, ICANS `stop_at_icans_grade`, an interruption for ICANS has not
+  resolved within `icans_stop_if_unresolved_h`, seizure episode number `stop_at_seizure`
+  begins, or (`stop_if_icans_at_restart_dose`) ICANS reaches its interruption grade while
+  the infusion runs at `restart_ug_per_day` or less.
 """
 from __future__ import annotations
 
@@ -100,7 +102,7 @@ class Protocol:
         """The rules on the infusion: permanent stop, interruption, restart."""
         i, pk = self.i, model.pk
         self.track_resolution(time_h, icans)
-        if self.stop_due(time_h, icans):
+        if self.stop_due(model, time_h, icans):
             pk.interrupt()
             self.stopped, self.interrupted_at_h, self.resolved_at_h = True, None, None
             self.events.append((time_h, ACTIONS.index("stop"), 0.0))
@@ -128,13 +130,25 @@ class Protocol:
         elif self.resolved_at_h is None:
             self.resolved_at_h = time_h
 
-    def stop_due(self, time_h: float, icans: int) -> bool:
-        """A grade at its stop grade, or an interruption for ICANS unresolved for too long."""
+    def stop_due(self, model, time_h: float, icans: int) -> bool:
+        """A grade at its stop grade, an interruption for ICANS unresolved for too long, the
+        stopping seizure, or ICANS at its interruption grade on the restart dose or less."""
         i = self.i
         unresolved = (self.interrupted_at_h is not None and self.for_icans and i.icans_stop_if_unresolved_h > 0
                       and self.resolved_at_h is None and time_h - self.interrupted_at_h > i.icans_stop_if_unresolved_h)
         return bool(unresolved or (i.stop_at_crs_grade and self.crs_grade >= i.stop_at_crs_grade)
-                    or (i.stop_at_icans_grade and icans >= i.stop_at_icans_grade))
+                    or (i.stop_at_icans_grade and icans >= i.stop_at_icans_grade)
+                    or (i.stop_at_seizure and model.icans.seizures >= i.stop_at_seizure)
+                    or self.icans_at_restart_dose(model, icans))
+
+    def icans_at_restart_dose(self, model, icans: int) -> bool:
+        """ICANS at its interruption grade while the infusion runs, at the restart dose or less
+        (the step-up dose of cycle 1 included), when the scenario stops for that."""
+        i = self.i
+        if not (i.stop_if_icans_at_restart_dose and i.interrupt_at_icans_grade and icans >= i.interrupt_at_icans_grade):
+            return False
+        ug_per_day = model.pk.rate_ug_per_h(model.time_min) * 24.0
+        return 0.0 < ug_per_day <= i.restart_ug_per_day * (1.0 + 1e-9)
 
     def resume_wait_h(self) -> float:
         return self.i.icans_resume_wait_h if self.for_icans else 0.0
