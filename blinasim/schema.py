@@ -558,6 +558,9 @@ def check_consistency(s: Scenario) -> list[tuple[str, str]]:
         problems.append(("interventions.resume_at_crs_grade", f"must be below interrupt_at_crs_grade ({i.interrupt_at_crs_grade})"))
     if i.interrupt_at_icans_grade and i.resume_at_icans_grade >= i.interrupt_at_icans_grade:
         problems.append(("interventions.resume_at_icans_grade", f"must be below interrupt_at_icans_grade ({i.interrupt_at_icans_grade})"))
+    for rule in ("icans_stop_if_unresolved_h", "stop_if_icans_at_restart_dose"):
+        if getattr(i, rule) and not i.interrupt_at_icans_grade:
+            problems.append((f"interventions.{rule}", "acts on an interruption for ICANS: set interrupt_at_icans_grade too"))
     n = s.icans
     if not n.seizure_from < n.unarousable_from:
         problems.append(("icans.seizure_from", f"must be below unarousable_from ({n.unarousable_from:g}): encephalopathy rises through seizure to coma"))

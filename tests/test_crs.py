@@ -474,6 +474,15 @@ def test_icans_on_the_restart_after_a_crs_interruption_stops():
     assert [e[1] for e in m.protocol.events] == [ACTIONS.index(a) for a in ("interrupt", "restart", "stop")]
 
 
+@pytest.mark.parametrize("rule", [{"icans_stop_if_unresolved_h": 168.0}, {"stop_if_icans_at_restart_dose": True}])
+def test_rules_on_an_icans_interruption_need_one(rule):
+    from blinasim.schema import check_consistency
+    paired = scenario({"blood": comp("blood")}, interventions=Interventions(interrupt_at_icans_grade=3, **rule))
+    assert check_consistency(paired) == []
+    alone = type(paired)(**{**paired.__dict__, "interventions": Interventions(**rule)})
+    assert [path for path, _ in check_consistency(alone)] == [f"interventions.{next(iter(rule))}"]
+
+
 def test_protocol_state_round_trip_keeps_the_interruption_and_the_stop():
     m = BlinaModel(scenario({"blood": comp("blood")}, schedule=STEP_UP,
                             interventions=Interventions(interrupt_at_icans_grade=3, icans_resume_wait_h=72.0)))

@@ -6,7 +6,6 @@ only from the step the T cell is armed (processes/synapse.py).
 """
 from __future__ import annotations
 
-
 from blinasim import _lysis
 
 
