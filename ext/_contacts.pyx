@@ -20,7 +20,7 @@ thread), each T cell writes only its own choice, and the rule is a minimum over 
 """
 import numpy as np
 from cython.parallel cimport prange
-from libc.math cimport exp, floor, sqrt, ceil
+from libc.math cimport exp, floor, sqrt, ceil, lgamma, log
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t, uintptr_t
 from libc.string cimport memset
 
@@ -351,16 +351,49 @@ def expected_bridges(double cd19, double cd3, double occ19, double occ3,
     return bridges(cd19, cd3, occ19, occ3, contact_fraction, area_um2, k2d19, k2d3)
 
 
+cdef inline double poisson_term(double mean, int k) noexcept nogil:
+    """e^-B B^k / k!, formed in log space (no underflow of e^-B for large means)."""
+    return exp(-mean + k * log(mean) - lgamma(k + 1.0))
+
+
+cdef double trigger_probability_large(double mean_bridges, int needed) noexcept nogil:
+    """trigger_probability for means above 700, where e^-B is denormal or zero: the sum
+    starts from the term next to `needed` (formed in log space) and runs away from it."""
+    cdef double term, total = 0.0
+    cdef int k
+    if mean_bridges < needed:           # upper tail, upwards from needed
+        k = needed
+        term = poisson_term(mean_bridges, k)
+        while term > 1e-18 * total or total == 0.0:
+            total += term
+            k += 1
+            term *= mean_bridges / k
+            if term == 0.0:
+                break
+        return total
+    if needed <= 0:
+        return 1.0
+    k = needed - 1                      # lower terms, downwards from needed - 1
+    term = poisson_term(mean_bridges, k)
+    while k >= 0 and (term > 1e-18 * total or total == 0.0):
+        total += term
+        term *= k / mean_bridges
+        k -= 1
+    return 1.0 - total if total < 1.0 else 0.0
+
+
 cdef inline double trigger_probability(double mean_bridges, int needed) noexcept nogil:
     """P(N >= needed) for N ~ Poisson(mean_bridges): the contact triggers a synapse.
 
     Below the mean the upper tail is summed directly (accurate for tiny means); above it,
-    one minus the lower terms.
+    one minus the lower terms. Means above 700 go to trigger_probability_large.
     """
     cdef double term = exp(-mean_bridges), total = 0.0
     cdef int k
     if mean_bridges <= 0.0:
         return 0.0 if needed > 0 else 1.0
+    if mean_bridges > 700.0:
+        return trigger_probability_large(mean_bridges, needed)
     if mean_bridges < needed:
         for k in range(needed):
             term *= mean_bridges / (k + 1)

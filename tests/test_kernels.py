@@ -552,15 +552,14 @@ def test_synapse_probability_matches_scipy_on_both_branches(mean, needed):
         pytest.approx(stats.poisson.sf(needed - 1, mean), rel=1e-10, abs=1e-300)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (latent): _contacts.trigger_probability starts every "
-                   "Poisson term from exp(-B), which underflows for B > ~745 (and is denormal, "
-                   "losing digits, from ~708): with bridges_to_trigger near the schema's maximum "
-                   "of 1000, P(N >= 1000 | B = 999) = 0.49 comes out 0, P(N >= 700 | B = 746) = "
-                   "0.957 comes out 1, and P(N >= 745 | B = 740) is off by 2.6e-3")
-@pytest.mark.parametrize("mean,needed", [(999.0, 1000), (746.0, 700), (740.0, 745)])
+@pytest.mark.parametrize("mean,needed", [(999.0, 1000), (746.0, 700), (740.0, 745), (700.5, 720), (701.0, 690),
+                                         (1e4, 1), (800.0, 0), (800.0, 1000), (1000.0, 1)])
 def test_synapse_probability_for_huge_means_and_thresholds(mean, needed):
+    """Above a mean of 700 e^-B is denormal or zero: the terms are formed in log space."""
     assert _contacts.synapse_probability(mean, needed) == \
-        pytest.approx(stats.poisson.sf(needed - 1, mean), rel=1e-9)
+        pytest.approx(stats.poisson.sf(needed - 1, mean), rel=1e-9, abs=1e-300)
+    assert oracle_trigger(mean, needed) == \
+        pytest.approx(stats.poisson.sf(needed - 1, mean), rel=1e-9, abs=1e-300)
 
 
 def test_form_synapses_low_drug_forms_some_synapses():
