@@ -356,21 +356,25 @@ cdef inline double poisson_term(double mean, int k) noexcept nogil:
     return exp(-mean + k * log(mean) - lgamma(k + 1.0))
 
 
+cdef inline double upper_tail(double term, double mean, int k) noexcept nogil:
+    """The Poisson terms from k upwards, summed until they no longer count, given the k-th."""
+    cdef double total = 0.0
+    while term > 1e-18 * total or total == 0.0:
+        total += term
+        k += 1
+        term *= mean / k
+        if term == 0.0:
+            break
+    return total
+
+
 cdef double trigger_probability_large(double mean_bridges, int needed) noexcept nogil:
     """trigger_probability for means above 700, where e^-B is denormal or zero: the sum
     starts from the term next to `needed` (formed in log space) and runs away from it."""
     cdef double term, total = 0.0
     cdef int k
-    if mean_bridges < needed:           # upper tail, upwards from needed
-        k = needed
-        term = poisson_term(mean_bridges, k)
-        while term > 1e-18 * total or total == 0.0:
-            total += term
-            k += 1
-            term *= mean_bridges / k
-            if term == 0.0:
-                break
-        return total
+    if mean_bridges < needed:
+        return upper_tail(poisson_term(mean_bridges, needed), mean_bridges, needed)
     if needed <= 0:
         return 1.0
     k = needed - 1                      # lower terms, downwards from needed - 1
@@ -397,14 +401,7 @@ cdef inline double trigger_probability(double mean_bridges, int needed) noexcept
     if mean_bridges < needed:
         for k in range(needed):
             term *= mean_bridges / (k + 1)
-        k = needed
-        while term > 1e-18 * total or total == 0.0:
-            total += term
-            k += 1
-            term *= mean_bridges / k
-            if term == 0.0:
-                break
-        return total
+        return upper_tail(term, mean_bridges, needed)
     for k in range(needed):
         total += term
         term *= mean_bridges / (k + 1)
