@@ -93,7 +93,8 @@ def seed_cells(pop: Population, s: Scenario, kind: str, comp: int, count: int,
 
 INHERITED = ("kind", "comp", "cd19", "cd3", "granules", "granule_step", "activated_step",
              "engaged_step", "regulatory", "engagements", "clone", "cd19_set", "pdl1", "subset",
-             "armed_step", "stimulation", "destiny", "generation", "exhaustion", "weight")
+             "armed_step", "stimulation", "destiny", "generation", "exhaustion", "weight",
+             "engaged_share")
 
 
 def copy_cells(pop: Population, rows: np.ndarray, x: np.ndarray, y: np.ndarray, step: int) -> np.ndarray:

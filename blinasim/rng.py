@@ -51,6 +51,7 @@ class Purpose(IntEnum):
     INIT_MYELOID = 39
     MYELOID_CONTACT = 40
     INIT_ENDOTHELIUM = 41
+    ENGAGED_SHARE = 42
 
 
 def uniforms(seed: int, ids: np.ndarray, step: int, purpose: Purpose, extra: int = 0) -> np.ndarray:

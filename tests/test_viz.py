@@ -15,6 +15,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from blinasim.model import BlinaModel  # noqa: E402
+from blinasim.pk import InfusionPeriod  # noqa: E402
 from blinasim.populations import KIND_CODE, Population  # noqa: E402
 from blinasim.run import run_scenario  # noqa: E402
 from blinasim.scenario import load_scenario  # noqa: E402
@@ -57,6 +58,18 @@ def test_plot_default_name_is_next_to_the_run(runs):
     assert figures.main([str(runs["dish"])]) == 0
     assert runs["dish"].with_suffix(".png").is_file()
 
+
+def test_dose_labels_only_where_the_dose_changes_and_never_on_top_of_each_other():
+    day = 24 * 60.0
+    periods = (InfusionPeriod(0, 7 * day, 9 / 24), InfusionPeriod(7 * day, 28 * day, 28 / 24),
+               InfusionPeriod(42 * day, 70 * day, 28 / 24), InfusionPeriod(84 * day, 112 * day, 9 / 24))
+    ax = Figure().add_subplot()
+    figures.shade_schedule(ax, periods, 24.0, 390.0, "C1")
+    labels = [(t.get_text(), t.xy) for t in ax.texts]
+    assert [text for text, _ in labels] == ["9 ug/day", "28 ug/day", "9 ug/day"]
+    (_, (x0, y0)), (_, (x1, y1)), (_, (x2, y2)) = labels
+    assert (x0, x1, x2) == (0.0, 7.0, 84.0)
+    assert y1 < y0 and y2 == y0    # day 7 is within a tenth of the axis of day 0: a line lower
 
 def test_figure_panels_and_absent_variables(runs):
     run = figures.load_run(runs["cycle"])

@@ -32,7 +32,19 @@ def t_cell_activity(model) -> tuple[np.ndarray, np.ndarray]:
     pop = model.pop
     rows = np.flatnonzero((pop.alive == 1) & (pop.kind <= KIND_CODE["cd4"]) & (pop.activated_step != NEVER))
     since_h = np.where(pop.partner[rows] >= 0, 0.0, (model.steps - pop.engaged_step[rows]) * model.dt_min / 60.0)
-    return rows, np.exp(-since_h / model.scenario.cytokines.activity_decay_h)
+    return rows, np.exp(-since_h / model.scenario.cytokines.activity_decay_h) * pop.engaged_share[rows]
+
+
+def engaged_share(model, t_rows: np.ndarray) -> np.ndarray:
+    """Share of the patient T cells each T-cell agent in `t_rows` stands for that its partner
+    engages: min(1, w / s) for a blast partner of weight w in a compartment of scale s
+    (a sentinel is met as often as a blast at the site's density, but of the s patient T
+    cells the agent stands for only w have a blast to engage), 1 for any other partner."""
+    pop = model.pop
+    partners = pop.partner[t_rows]
+    blast = pop.kind[partners] == KIND_CODE["blast"]
+    scale = model.geometry.scale[pop.comp[partners]]
+    return np.where(blast, np.minimum(1.0, pop.weight[partners] / scale), 1.0)
 
 
 def emax(value, ec50: float, hill: float = 1.0):

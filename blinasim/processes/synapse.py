@@ -12,6 +12,7 @@ import numpy as np
 from blinasim import _contacts, rng
 from blinasim.cells import subset_traits
 from blinasim.populations import NEVER
+from blinasim.processes.base import engaged_share
 from blinasim.rng import Purpose
 from blinasim.units import kd_2d_per_um2
 
@@ -100,17 +101,30 @@ class SynapseFormation:
         pop, step, b = model.pop, model.steps, model.scenario.binding
         pop.synapse_step[t_rows] = step
         pop.engaged_step[t_rows] = step
-        pop.engagements[t_rows] += 1
-        first = t_rows[pop.activated_step[t_rows] == NEVER]
+        # A sentinel synapse engages only the share f = w/s of the patient T cells the agent
+        # stands for: a yes/no consequence (activation, one more engagement for AICD) happens
+        # with probability f, a graded one (stimulation, secretion, exhaustion) is scaled by
+        # f. A cell activated by the draw stands for engaged cells: its share becomes 1.
+        share = engaged_share(model, t_rows)
+        pop.engaged_share[t_rows] = share
+        takes = np.ones(len(t_rows), dtype=bool)
+        if np.any(share < 1.0):
+            takes = rng.uniforms(model.seed, pop.id[t_rows], step, Purpose.ENGAGED_SHARE) < share
+        pop.engagements[t_rows] += takes
+        activates = takes & (pop.activated_step[t_rows] == NEVER)
+        first = t_rows[activates]
         if len(first):
             self.activate(model, first)
-        programming = t_rows[pop.destiny[t_rows] == NEVER]
+            pop.engaged_share[first] = 1.0
+        programming_mask = pop.destiny[t_rows] == NEVER
+        programming = t_rows[programming_mask]
         if len(programming):
             targets = pop.partner[programming]
             comp = pop.comp[programming]
-            pop.stimulation[programming] += expected_bridges(
+            bridges = expected_bridges(
                 pop.cd19[targets], pop.cd3[programming], model.occ19[comp], model.occ3[comp],
                 b.contact_area_fraction, b.lymphocyte_area_um2, self.k2d19, self.k2d3)
+            pop.stimulation[programming] += bridges * np.where(activates, 1.0, share)[programming_mask]
 
     def activate(self, model, rows: np.ndarray) -> None:
         """A T cell's first synapse since rest: it starts a programme, and one without a

@@ -73,7 +73,10 @@ class ActivatedTCellDynamics:
         t = self._t_cells(model)
         on = np.flatnonzero(t & engaged)
         off = np.flatnonzero(t & ~engaged & (pop.exhaustion > 0.0))
-        pop.exhaustion[on] = 1.0 - (1.0 - pop.exhaustion[on]) * self.exhaust_keep
+        # of the patient T cells an agent stands for, the share f its synapse engages
+        # exhausts and the rest recovers (f = 1 but for sentinel synapses)
+        x, f = pop.exhaustion[on], pop.engaged_share[on]
+        pop.exhaustion[on] = f * (1.0 - (1.0 - x) * self.exhaust_keep) + (1.0 - f) * x * self.recover_keep
         pop.exhaustion[off] *= self.recover_keep
 
     def deaths(self, model) -> None:

@@ -192,15 +192,21 @@ def draw_panel(ax: Axes, panel: Panel, runs: list[Run], hours: float) -> None:
 def shade_schedule(ax: Axes, periods: tuple[InfusionPeriod, ...], hours: float, end: float,
                    color: str, row: int = 0) -> None:
     """Shade each infusion period up to `end` (axis units), darker for higher doses, and
-    write its dose at the top."""
+    write its dose at the top where it changes; a label closer than a tenth of the axis to
+    the one before goes a line lower."""
     at_top = blended_transform_factory(ax.transData, ax.transAxes)
     top_rate = max((p.ug_per_h for p in periods), default=1.0) or 1.0
+    last_rate, last_label_x, line = None, -end, 0
     for p in periods:
         start, stop = p.start_min / 60.0 / hours, min(p.end_min / 60.0 / hours, end)
         if start >= end:
             continue
         ax.axvspan(start, stop, color=color, alpha=0.06 + 0.14 * p.ug_per_h / top_rate, lw=0)
-        ax.annotate(f"{p.ug_per_h * 24:g} ug/day", (start, 0.97 - 0.1 * row), xycoords=at_top,
+        if p.ug_per_h == last_rate:
+            continue
+        line = line + 1 if start - last_label_x < 0.1 * end else 0
+        last_rate, last_label_x = p.ug_per_h, start
+        ax.annotate(f"{p.ug_per_h * 24:g} ug/day", (start, 0.97 - 0.1 * (row + line)), xycoords=at_top,
                     xytext=(3, 0), textcoords="offset points", ha="left", va="top", fontsize=8, color=color)
 
 
