@@ -94,7 +94,7 @@ def seed_cells(pop: Population, s: Scenario, kind: str, comp: int, count: int,
 INHERITED = ("kind", "comp", "cd19", "cd3", "granules", "granule_step", "activated_step",
              "engaged_step", "regulatory", "engagements", "clone", "cd19_set", "pdl1", "subset",
              "armed_step", "stimulation", "destiny", "generation", "exhaustion", "weight",
-             "engaged_share")
+             "engaged_share", "activity_scale")
 
 
 def copy_cells(pop: Population, rows: np.ndarray, x: np.ndarray, y: np.ndarray, step: int) -> np.ndarray:

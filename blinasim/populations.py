@@ -52,6 +52,7 @@ COLUMNS: dict[str, tuple[type, float]] = {
     "pdl1": (np.float32, 0.0),         # PD-L1 level 0..1 (blasts)
     "weight": (np.float64, 1.0),       # patient cells this agent stands for (blasts of a sampled site; else 1)
     "engaged_share": (np.float64, 1.0),  # share of the patient T cells this agent stands for engaged by its last synapse (T cells)
+    "activity_scale": (np.float64, 1.0),  # secretory activity at the last synapse, of the patient T cells this agent stands for (T cells)
 }
 
 CLONE_CODE = {"cd19_positive": 0, "cd19_low": 1, "cd19_negative": 2, "myeloid": 3}

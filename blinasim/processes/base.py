@@ -27,12 +27,19 @@ def probability(rate_per_h: float, interval_min: float) -> float:
 def t_cell_activity(model) -> tuple[np.ndarray, np.ndarray]:
     """Rows of live activated T cells and their secretory activity (1 while engaged).
 
-    activity = exp(-(time since last synapse) / activity_decay_h).
+    activity = activity_scale x exp(-(time since last synapse) / activity_decay_h), with
+    activity_scale 1 but after a sentinel synapse (synapse.py).
     """
     pop = model.pop
     rows = np.flatnonzero((pop.alive == 1) & (pop.kind <= KIND_CODE["cd4"]) & (pop.activated_step != NEVER))
-    since_h = np.where(pop.partner[rows] >= 0, 0.0, (model.steps - pop.engaged_step[rows]) * model.dt_min / 60.0)
-    return rows, np.exp(-since_h / model.scenario.cytokines.activity_decay_h) * pop.engaged_share[rows]
+    in_synapse = pop.partner[rows] >= 0
+    return rows, np.where(in_synapse, pop.activity_scale[rows], activity_since_synapse(model, rows))
+
+
+def activity_since_synapse(model, rows: np.ndarray) -> np.ndarray:
+    """Secretory activity of T-cell agents `rows` decayed from their last synapse."""
+    since_h = (model.steps - model.pop.engaged_step[rows]) * model.dt_min / 60.0
+    return model.pop.activity_scale[rows] * np.exp(-since_h / model.scenario.cytokines.activity_decay_h)
 
 
 def engaged_share(model, t_rows: np.ndarray) -> np.ndarray:
@@ -42,6 +49,7 @@ def engaged_share(model, t_rows: np.ndarray) -> np.ndarray:
     cells the agent stands for only w have a blast to engage), 1 for any other partner."""
     pop = model.pop
     partners = pop.partner[t_rows]
+    assert np.all(partners >= 0), "engaged_share of T cells without a partner"
     blast = pop.kind[partners] == KIND_CODE["blast"]
     scale = model.geometry.scale[pop.comp[partners]]
     return np.where(blast, np.minimum(1.0, pop.weight[partners] / scale), 1.0)

@@ -12,7 +12,7 @@ import numpy as np
 from blinasim import _contacts, rng
 from blinasim.cells import subset_traits
 from blinasim.populations import NEVER
-from blinasim.processes.base import engaged_share
+from blinasim.processes.base import activity_since_synapse, engaged_share
 from blinasim.rng import Purpose
 from blinasim.units import kd_2d_per_um2
 
@@ -97,26 +97,34 @@ class SynapseFormation:
             self.engage(model, t_rows)
 
     def engage(self, model, t_rows: np.ndarray) -> None:
-        """Book-keeping of new synapses: engagement, activation, arming and stimulation."""
+        """Book-keeping of new synapses: engagement, activation, arming and stimulation.
+
+        A sentinel synapse engages only the share f = min(1, w/s) of the patient T cells the
+        agent stands for (docs/model.md, *The T cell's side of a sentinel synapse*). A resting
+        agent is activated with probability f, and then stands for engaged cells (share 1);
+        otherwise for cells that were not engaged (share 0). For an activated agent the
+        consequences are graded: one more AICD engagement with probability f, stimulation
+        f x the synapse's bridges, exhaustion for the share f, and secretory activity
+        f + (1 - f) x its activity before the synapse.
+        """
         pop, step, b = model.pop, model.steps, model.scenario.binding
-        pop.synapse_step[t_rows] = step
-        pop.engaged_step[t_rows] = step
-        # A sentinel synapse engages only the share f = w/s of the patient T cells the agent
-        # stands for: a yes/no consequence (activation, one more engagement for AICD) happens
-        # with probability f, a graded one (stimulation, secretion, exhaustion) is scaled by
-        # f. A cell activated by the draw stands for engaged cells: its share becomes 1.
         share = engaged_share(model, t_rows)
-        pop.engaged_share[t_rows] = share
         takes = np.ones(len(t_rows), dtype=bool)
         if np.any(share < 1.0):
             takes = rng.uniforms(model.seed, pop.id[t_rows], step, Purpose.ENGAGED_SHARE) < share
+        was_active = pop.activated_step[t_rows] != NEVER
+        activity_before = np.zeros(len(t_rows))
+        activity_before[was_active] = activity_since_synapse(model, t_rows[was_active])
+        pop.synapse_step[t_rows] = step
+        pop.engaged_step[t_rows] = step
         pop.engagements[t_rows] += takes
-        activates = takes & (pop.activated_step[t_rows] == NEVER)
+        pop.engaged_share[t_rows] = np.where(was_active, share, takes)
+        pop.activity_scale[t_rows] = np.where(was_active, share + (1.0 - share) * activity_before, 1.0)
+        activates = takes & ~was_active
         first = t_rows[activates]
         if len(first):
             self.activate(model, first)
-            pop.engaged_share[first] = 1.0
-        programming_mask = pop.destiny[t_rows] == NEVER
+        programming_mask = (was_active | activates) & (pop.destiny[t_rows] == NEVER)
         programming = t_rows[programming_mask]
         if len(programming):
             targets = pop.partner[programming]

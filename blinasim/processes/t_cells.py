@@ -4,7 +4,9 @@ and exhaustion under continuous engagement (the cyton model of Hawkins 2007).
 Over each population interval dt:
 
 - Exhaustion X of every T cell: engaged in the interval (in a synapse, or a synapse formed
-  within it) X <- 1 - (1 - X) exp(-k_on dt); otherwise X <- X exp(-k_off dt).
+  within it) X <- 1 - (1 - X) exp(-k_on dt); otherwise X <- X exp(-k_off dt). For an agent
+  whose last synapse engaged only the share f of the patient T cells it stands for (a
+  sentinel synapse, processes/synapse.py), the mean of the two weighted by f.
 - Destiny: when an activated T cell reaches its first division time (set at activation,
   processes/synapse.py), its destiny is fixed from the stimulation S it has received
   (expected bridges summed over its synapses since activation):
