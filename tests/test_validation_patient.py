@@ -41,8 +41,8 @@ CR, RELAPSE = RESPONSES.index("complete_remission"), RESPONSES.index("relapse")
 
 
 def test_the_residue_is_measured_and_falls_with_each_cycle():
-    """Seed 4 keeps a residue through cycle 1 (in the niche); seeds 1-3 clear the marrow by
-    day 28. How deep a remission goes varies between seeds by orders of magnitude
+    """Seed 4 keeps a residue through cycle 1 (2e-7 of the marrow); seeds 1 and 2 clear the
+    marrow by day 28. How deep a remission goes varies between seeds by orders of magnitude
     (docs/model.md, "The patient at full scale"), so no floor on the depth."""
     series, a = course(seed=4)
     assert series["blasts"][0] == pytest.approx(0.25 * 7.7e11, rel=0.01)
