@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 from test_regulation import B, BLAST, CD8, add, comp, engage, scenario, set_time
 
 from blinasim import rng
